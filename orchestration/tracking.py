@@ -1,0 +1,166 @@
+"""MLflow on the driver side: the store, the study's parent run, one child run per trial.
+
+Schema (docs/ARCHITECTURE.md): experiment = study name; parent run tagged
+`varscale.kind=study`; child runs tagged `varscale.kind=trial`, `varscale.trial_key`,
+`varscale.status`, `mlflow.parentRunId`, with typed params logged here, at creation.
+
+Why the driver creates everything first: 8 processes opening a NEW SQLite store at once lose 7
+of 8 to a schema-migration race (ORCHESTRATION_NOTES). The driver creates the store, the
+experiment, the parent and every child run before any trial starts; trials then only append
+metrics, tags and artifacts to their own run by explicit run id (orchestration.trial_logger),
+which concurrent SQLite writers do safely (tests/orchestration/test_tracking.py measures it).
+The trial key is the identity: a relaunch finds the child run by its tag and reuses it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from mlflow.entities import Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from orchestration.study_spec import StudySpec
+from orchestration.trials import TrialSpec
+
+KIND_TAG, STUDY_TAG, KEY_TAG, STATUS_TAG = "varscale.kind", "varscale.study", "varscale.trial_key", "varscale.status"
+PARENT_TAG = "mlflow.parentRunId"
+FINISHED_STATUSES = ("completed", "diverged")
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without user:password (never log or print credentials in tracking URIs)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def git_revision() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def trial_params(trial: TrialSpec, revision: str) -> dict[str, str]:
+    """The child run's params (strings in MLflow; analysis.loader casts them back)."""
+    return {
+        "depth": trial.depth, "width": trial.width, "heads": trial.heads,
+        "params_total": trial.params_total, "params_per_token": trial.params_per_token,
+        "flops_per_image": trial.flops_per_image, "flops_per_image_6n": trial.flops_per_image_6n,
+        "budget_kind": trial.budget_kind, "budget_value": repr(float(trial.budget_value)),
+        "steps": trial.steps, "batch_size": trial.batch_size, "lr": repr(trial.lr),
+        "base_lr": repr(trial.base_lr), "seed": trial.seed, "git_revision": revision,
+        "warmup_steps": trial.warmup_steps, "final_lr_fraction": repr(trial.final_lr_fraction),
+        "cpus": trial.cpus, "gpus": trial.gpus,
+    }
+
+
+def ensure_store(tracking_uri: str, storage: str) -> None:
+    """Create a local SQLite store once, from this process alone (see the module docstring)."""
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    # Any query opens the store, which creates and migrates the schema.
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
+class StudyTracker:
+    """The driver's handle on one study's MLflow experiment."""
+
+    def __init__(self, spec: StudySpec, schedule: str | None = None):
+        self.spec = spec
+        self.schedule = schedule or spec.recipe.schedule
+        ensure_store(spec.tracking_uri, spec.storage)
+        self.client = MlflowClient(spec.tracking_uri)
+        self.experiment_id = self._experiment()
+        self.parent_run_id: str | None = None
+
+    def _experiment(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.spec.name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        location = None
+        if self.spec.tracking_uri.startswith("sqlite:"):
+            # Artifacts next to the database in the study's storage (not ./mlruns of whatever
+            # directory a Ray worker happens to run in).
+            location = Path(self.spec.storage, "mlartifacts").resolve().as_uri()
+        return self.client.create_experiment(self.spec.name, artifact_location=location)
+
+    def _search(self, filter_string: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
+
+    def start_parent(self) -> str:
+        runs = self._search(f"tags.`{KIND_TAG}` = 'study'")
+        if runs:
+            self.parent_run_id = sorted(runs, key=lambda run: run.info.start_time)[0].info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=self.spec.name,
+                                         tags={KIND_TAG: "study", STUDY_TAG: self.spec.name})
+            self.parent_run_id = run.info.run_id
+        return self.parent_run_id
+
+    def trial_runs(self) -> dict[str, object]:
+        """Child runs by trial key (one per key; the oldest wins if a crash ever made two)."""
+        found: dict[str, object] = {}
+        for run in sorted(self._search(f"tags.`{KIND_TAG}` = 'trial'"), key=lambda run: run.info.start_time):
+            found.setdefault(run.data.tags.get(KEY_TAG), run)
+        return found
+
+    def create_trial_run(self, trial: TrialSpec, revision: str) -> str:
+        assert self.parent_run_id is not None, "start_parent() first"
+        tags = {KIND_TAG: "trial", STUDY_TAG: self.spec.name, KEY_TAG: trial.key,
+                STATUS_TAG: "pending", PARENT_TAG: self.parent_run_id}
+        run = self.client.create_run(self.experiment_id, run_name=trial.key, tags=tags)
+        params = dict(trial_params(trial, revision), schedule=self.schedule)
+        self.client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
+        return run.info.run_id
+
+    def reconcile(self, live_keys: set[str] = frozenset()) -> list[str]:
+        """Runs left RUNNING by a killed driver are marked KILLED (they resume on relaunch)."""
+        reconciled = []
+        for key, run in self.trial_runs().items():
+            unfinished = run.data.tags.get(STATUS_TAG) not in FINISHED_STATUSES
+            if run.info.status == "RUNNING" and unfinished and key not in live_keys:
+                self.client.set_tag(run.info.run_id, STATUS_TAG, "failed")
+                self.client.set_tag(run.info.run_id, "varscale.failure", "interrupted (driver stopped)")
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                reconciled.append(key)
+        return reconciled
+
+    def mark(self, run_id: str, status: str, failure: str | None = None) -> None:
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        if failure:
+            self.client.set_tag(run_id, "varscale.failure", failure[-4000:])
+        mlflow_status = {"completed": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}.get(status)
+        if mlflow_status:
+            self.client.set_terminated(run_id, status=mlflow_status)
+
+    def log_parent_artifact_text(self, text: str, file_name: str) -> None:
+        self.client.log_text(self.parent_run_id, text, file_name)
+
+    def finish_parent(self, interrupted: bool = False) -> None:
+        self.client.set_terminated(self.parent_run_id, status="KILLED" if interrupted else "FINISHED")
+
+    def log_parent_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+
+def tracking_environment(spec: StudySpec) -> dict[str, str]:
+    """Environment for trial processes: the store, and no run-level side effects."""
+    environment = {"MLFLOW_TRACKING_URI": spec.tracking_uri}
+    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        if name in os.environ:  # passed through to workers, never logged
+            environment[name] = os.environ[name]
+    return environment
