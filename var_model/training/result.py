@@ -1,0 +1,77 @@
+"""`TrialResult`: what `run_trial` returns, and what it leaves in `output_dir/result.json`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from var_model.errors import TrialError
+
+TRIAL_STATUSES = ("completed", "diverged")
+RESULT_FILE = "result.json"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """status: "completed" or "diverged". metrics: the final metrics (`final_test_loss_avg`,
+    `final_test_loss_last`, `final_test_error_avg`, `final_test_error_last`, `final_images`,
+    `final_tokens`, `final_flops`, and `final_test_loss_scale_KK`; a diverged trial has the
+    counters and `final_train_loss` only). steps: optimiser steps taken. checkpoint_path: the
+    last checkpoint written (None if none). message: why a trial diverged."""
+
+    status: str
+    metrics: dict[str, float]
+    steps: int
+    checkpoint_path: str | None
+    message: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in TRIAL_STATUSES:
+            raise TrialError(f"status is {self.status!r}; allowed: {', '.join(TRIAL_STATUSES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "metrics": {key: _encode(value) for key, value in self.metrics.items()},
+            "steps": self.steps,
+            "checkpoint_path": self.checkpoint_path,
+            "message": self.message,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrialResult":
+        return cls(
+            status=data["status"],
+            metrics={key: float(value) for key, value in data["metrics"].items()},
+            steps=int(data["steps"]),
+            checkpoint_path=data.get("checkpoint_path"),
+            message=data.get("message", ""),
+            info=data.get("info", {}),
+        )
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write result.json atomically (temp file + os.replace)."""
+        path = Path(directory) / RESULT_FILE
+        temporary = path.with_name(f".{RESULT_FILE}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+        os.replace(temporary, path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> "TrialResult | None":
+        path = Path(directory) / RESULT_FILE
+        if not path.exists():
+            return None
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _encode(value: float) -> float | str:
+    # json.dumps writes NaN, which strict JSON readers refuse; keep it readable as a string
+    # that float() parses back.
+    return value if math.isfinite(value) else str(value)
