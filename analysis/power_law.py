@@ -70,7 +70,7 @@ class PowerLawFit:
         return f"{y_name} = {offset}({self.x0:.3g} / {x_name}{unit})^{self.alpha:.3g}"
 
     def parameters(self) -> dict[str, float]:
-        names = ("alpha", "beta", "E", "r") if self.form == "var" else ("alpha", "x0", "E", "r")
+        names = ("alpha", "beta", "r") if self.form == "var" else ("alpha", "x0", "E", "r")
         return {name: float(getattr(self, name)) for name in names}
 
     def to_dict(self) -> dict:

@@ -1,0 +1,176 @@
+"""Reads one study from MLflow into pandas: the only module of `analysis` that imports mlflow, and
+it only reads. The schema it reads is docs/ARCHITECTURE.md's "MLflow schema":
+
+- experiment name = study name; child runs tagged varscale.kind=trial carry params (strings,
+  cast here), the tag varscale.status, metric histories against an integer step (with images,
+  tokens, flops counters logged as metrics beside the step) and final_* metrics.
+
+Calls: one paged search_runs for the trials plus one get_metric_history per (run, metric) that has
+a history, so the cost is linear in runs x metrics. A step logged twice (a crash between logging and
+checkpointing, then a resume) keeps its last-logged value.
+
+Units: `flops` is the trainer's exact count (final_flops); `flops_6nd` = 6 * params_total * tokens is
+the usual approximation, kept beside it for comparison (for VAR it is off by up to ~40%).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analysis.errors import DataError, StudyNotFoundError
+
+INTEGER_PARAMS = ("depth", "width", "heads", "params_total", "params_per_token", "flops_per_image",
+                  "flops_per_image_6n", "steps", "batch_size", "seed")
+FLOAT_PARAMS = ("budget_value", "lr", "base_lr")
+STRING_PARAMS = ("budget_kind", "schedule", "git_revision")
+COUNTERS = ("images", "tokens", "flops")
+FINAL_METRICS = ("test_loss_avg", "test_loss_last", "test_error_avg", "test_error_last")
+FIT_STATUSES = ("completed",)  # failed / diverged / running trials are kept but not fitted by default
+RUN_STATUS_TO_TRIAL_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "failed",
+                              "RUNNING": "running", "SCHEDULED": "running"}
+
+
+@dataclass(frozen=True)
+class StudyFrame:
+    """trials: one row per trial. curves: long-form metric histories (trial_key, run_id, metric, step,
+    value, images, tokens, flops, depth, params_total)."""
+
+    study: str
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    parent_run_id: str | None = None
+    dropped_duplicate_runs: tuple[str, ...] = field(default=())
+
+    def fit_trials(self, statuses: tuple[str, ...] = FIT_STATUSES) -> pd.DataFrame:
+        """The trials a fit should use: by default only completed ones."""
+        return self.trials[self.trials["status"].isin(statuses)].reset_index(drop=True)
+
+    def fit_curves(self, statuses: tuple[str, ...] = FIT_STATUSES) -> pd.DataFrame:
+        keys = self.fit_trials(statuses)["trial_key"]
+        return self.curves[self.curves["trial_key"].isin(keys)].reset_index(drop=True)
+
+
+def _cast_param(name: str, text: str | None):
+    if text is None:
+        return None
+    if name in STRING_PARAMS:
+        return text
+    for caster in (int, float):
+        try:
+            return caster(text)
+        except ValueError:
+            continue
+    if name in INTEGER_PARAMS or name in FLOAT_PARAMS:
+        raise DataError(f"param {name!r} should be numeric but is {text!r}")
+    return text
+
+
+def _cast_columns(trials: pd.DataFrame) -> pd.DataFrame:
+    for name in INTEGER_PARAMS:
+        if name in trials and trials[name].notna().all():
+            trials[name] = trials[name].astype(np.int64)  # "1e12"-style ints arrive as floats
+    for name in FLOAT_PARAMS:
+        if name in trials:
+            trials[name] = trials[name].astype(float)
+    return trials
+
+
+def _search_all(client, experiment_id: str, filter_string: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _trial_row(study: str, run) -> dict:
+    tags, metrics = run.data.tags, run.data.metrics
+    status = tags.get("varscale.status") or RUN_STATUS_TO_TRIAL_STATUS.get(run.info.status, "unknown")
+    row = {"study": study, "trial_key": tags.get("varscale.trial_key", run.info.run_name),
+           "run_id": run.info.run_id, "run_name": run.info.run_name, "status": status,
+           "run_status": run.info.status, "start_time": run.info.start_time}
+    row.update({name: _cast_param(name, value) for name, value in run.data.params.items()})
+    # Finals first; a run that never finished falls back to the latest logged value.
+    for name in (*COUNTERS, *FINAL_METRICS):
+        row[name] = metrics.get(f"final_{name}", metrics.get(name, np.nan))
+    for name in sorted(metrics):
+        if name.startswith("test_loss_scale_"):
+            row[name] = metrics[name]
+    return row
+
+
+def _histories(client, trials: pd.DataFrame, runs_by_id: dict, metrics: tuple[str, ...] | None) -> pd.DataFrame:
+    records = []
+    for run_id, trial_key in zip(trials["run_id"], trials["trial_key"]):
+        logged = runs_by_id[run_id].data.metrics
+        keys = [key for key in logged if not key.startswith("final_")]
+        if metrics is not None:
+            keys = [key for key in keys if key in metrics or key in COUNTERS]
+        for key in keys:
+            for point in client.get_metric_history(run_id, key):
+                records.append((trial_key, run_id, key, point.step, point.value, point.timestamp))
+    columns = ["trial_key", "run_id", "metric", "step", "value", "timestamp"]
+    history = pd.DataFrame.from_records(records, columns=columns)
+    # A resumed run may re-log a step: keep the value logged last.
+    history = history.sort_values("timestamp", kind="mergesort").drop_duplicates(
+        ["run_id", "metric", "step"], keep="last")
+    counters = history[history["metric"].isin(COUNTERS)].pivot_table(
+        index=["run_id", "step"], columns="metric", values="value", aggfunc="last").reset_index()
+    for name in COUNTERS:
+        if name not in counters:
+            counters[name] = np.nan
+    curves = history[~history["metric"].isin(COUNTERS)].drop(columns="timestamp")
+    if curves.empty or counters.empty:
+        curves = curves.assign(**{name: np.nan for name in COUNTERS})
+    else:
+        # Counters at the same step, or the latest earlier step when an eval was logged alone.
+        curves = pd.merge_asof(curves.sort_values("step"), counters[["run_id", "step", *COUNTERS]].sort_values("step"),
+                               on="step", by="run_id", direction="backward")
+    curves = curves.merge(trials[["run_id", *[c for c in ("depth", "params_total") if c in trials]]],
+                          on="run_id", how="left")
+    return curves.sort_values(["trial_key", "metric", "step"]).reset_index(drop=True)
+
+
+def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, ...] | None = None,
+               load_curves: bool = True) -> StudyFrame:
+    """Loads the trials (and, unless load_curves=False, the metric histories) of one study.
+
+    study: the MLflow experiment name. tracking_uri: e.g. "sqlite:////abs/path/mlflow.db"; None uses
+    MLflow's default (MLFLOW_TRACKING_URI). metrics: restrict which histories are read (the counters
+    images/tokens/flops are always read)."""
+    from mlflow.tracking import MlflowClient  # imported here so `import analysis` stays fast
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(study)
+    if experiment is None:
+        names = sorted(experiment.name for experiment in client.search_experiments())
+        raise StudyNotFoundError(f"no study named {study!r} in the MLflow store at {tracking_uri or 'the default URI'}; "
+                                 f"studies there: {names}")
+    experiment_id = experiment.experiment_id
+    runs = _search_all(client, experiment_id, "tags.`varscale.kind` = 'trial'")
+    parents = _search_all(client, experiment_id, "tags.`varscale.kind` = 'study'")
+    trials = pd.DataFrame.from_records([_trial_row(study, run) for run in runs])
+    if trials.empty:
+        raise DataError(f"study {study!r} exists but has no trial runs (tag varscale.kind=trial)")
+    # A relaunch may create a second run for one trial: keep the completed, then the newest one.
+    trials["_completed"] = trials["status"] == "completed"
+    trials = trials.sort_values(["_completed", "start_time"], kind="mergesort")
+    duplicated = trials.duplicated("trial_key", keep="last")
+    dropped = tuple(trials.loc[duplicated, "run_id"])
+    trials = trials[~duplicated].drop(columns="_completed")
+    trials = _cast_columns(trials.sort_values(["depth", "trial_key"] if "depth" in trials else ["trial_key"]))
+    if "params_total" in trials:
+        trials["flops_6nd"] = 6.0 * trials["params_total"].astype(float) * trials["tokens"]
+    trials = trials.reset_index(drop=True)
+    runs_by_id = {run.info.run_id: run for run in runs}
+    curves = _histories(client, trials, runs_by_id, metrics) if load_curves else pd.DataFrame(
+        columns=["trial_key", "run_id", "metric", "step", "value", *COUNTERS])
+    return StudyFrame(study=study, trials=trials, curves=curves, tracking_uri=tracking_uri,
+                      experiment_id=experiment_id, parent_run_id=parents[0].info.run_id if parents else None,
+                      dropped_duplicate_runs=dropped)
