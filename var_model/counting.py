@@ -84,6 +84,11 @@ def attention_pairs(config: VARConfig) -> int:
     return pairs
 
 
+def attention_flops(config: VARConfig) -> int:
+    """Forward FLOPs of q.k and attn.v over the allowed pairs: depth * 2 * (2 * P * C)."""
+    return 2 * config.depth * 2 * attention_pairs(config) * config.width
+
+
 def flops_per_image(config: VARConfig, training: bool = True) -> int:
     """Exact matmul FLOPs of one image through the VAR (2 FLOPs per multiply-add).
 
@@ -100,15 +105,14 @@ def flops_per_image(config: VARConfig, training: bool = True) -> int:
     class/level/position lookups are not counted. Compare `six_n_l`.
     """
     C, d, F_, L = config.width, config.depth, config.ffn_hidden, config.sequence_length
-    multiply_adds = (
+    linear_multiply_adds = (
         (L - config.first_length) * config.latent_channels * C
         + L * d * (4 * C * C + 2 * C * F_)
-        + d * 2 * attention_pairs(config) * C
         + (6 * C * C if config.shared_adaln else d * 6 * C * C)
         + 2 * C * C
         + L * C * config.codebook_size
     )
-    forward = 2 * multiply_adds
+    forward = 2 * linear_multiply_adds + attention_flops(config)
     return 3 * forward if training else forward
 
 

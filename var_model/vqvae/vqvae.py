@@ -67,6 +67,7 @@ class VQVAE(nn.Module):
         return self.quantize.latent_to_indices(self.encode_latent(img_B3HW))
 
     # ---------------------------------------------------------------- VAR training
+    @torch.no_grad()  # the tokenizer is frozen while the VAR trains: its input is data
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Token maps of all K scales -> VAR input (B, L - pn0^2, Cvae) for scales 1..K-1."""
         self._check_indices(indices, need=len(self.patch_nums) - 1)

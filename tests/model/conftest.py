@@ -1,0 +1,48 @@
+"""Shared tiny models for the var_model tests (CPU, one thread, seeded)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+import torch
+
+from var_model import VAR, VARConfig, VQVAE, VQVAEConfig
+
+MANIFEST = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "reference-data" / \
+    "var_official_state_dict_manifest.json"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the test box has 2 cores shared by several people
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def tiny_vqvae() -> VQVAE:
+    torch.manual_seed(0)
+    return VQVAE(VQVAEConfig.debug()).eval()
+
+
+@pytest.fixture
+def tiny_var(tiny_vqvae) -> VAR:
+    torch.manual_seed(1)
+    return VAR(VARConfig.debug(), vqvae=tiny_vqvae)
+
+
+@pytest.fixture
+def tiny_images() -> torch.Tensor:
+    generator = torch.Generator().manual_seed(2)
+    return torch.rand(4, 3, 32, 32, generator=generator) * 2 - 1
+
+
+@pytest.fixture(scope="session")
+def manifest() -> dict:
+    if not MANIFEST.is_file():
+        pytest.skip(f"reference manifest not found at {MANIFEST}")
+    return json.loads(MANIFEST.read_text())
