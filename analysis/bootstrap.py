@@ -10,7 +10,7 @@ L-BFGS whose per-problem weights are the resample counts, started from the full-
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Callable
 
 import numpy as np
@@ -216,3 +216,17 @@ def _parameters_only_fit(template: ChinchillaFit, a, b, e, alpha, beta) -> Chinc
         n_starts=1, n_starts_converged=1, n_starts_at_best=1, best_start=tuple(template.log_parameters()),
         options=template.options,
     )
+
+
+def prediction_band(fit, bootstrap: BootstrapResult, *inputs) -> np.ndarray:
+    """(points, 2) percentile band of fit.predict(*inputs) over the bootstrap's resampled parameters.
+
+    Works for any frozen-dataclass fit whose `parameters()` names are its fields (PowerLawFit,
+    ChinchillaFit): each sample row is substituted into a copy of the fit."""
+    field_names = {item.name for item in fields(fit)}
+    columns = [name for name in bootstrap.samples.columns if name in field_names]
+    predictions = np.stack([
+        np.atleast_1d(replace(fit, **{name: float(row[name]) for name in columns}).predict(*inputs))
+        for _, row in bootstrap.samples[columns].iterrows()
+    ])
+    return _prediction_intervals(predictions, bootstrap.confidence)

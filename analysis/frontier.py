@@ -82,3 +82,34 @@ def fit_frontier(
     return FrontierFit(frontier=frontier, law=law, n_opt_law=n_opt_law, metric=metric,
                        n_trials_on_frontier=int(frontier["trial_key"].nunique()),
                        options={"metric": metric, "compute_column": compute_column, **options})
+
+
+def frontier_extrapolation_check(
+    curves: pd.DataFrame,
+    metric: str = "test_loss_last",
+    compute_column: str = "flops",
+    **fit_options,
+):
+    """Fits the frontier without the largest model's run(s) and predicts that model's final point.
+
+    The largest model is the one with the most params_total (or, without that column, the trial
+    that used the most compute)."""
+    from analysis.extrapolation import ExtrapolationResult  # local: extrapolation is the generic module
+
+    points = curves[curves["metric"] == metric].dropna(subset=["value", compute_column])
+    size_column = "params_total" if "params_total" in points.columns else compute_column
+    sizes = points.groupby("trial_key")[size_column].max()
+    held_out = sizes.index[sizes == sizes.max()]
+    if len(held_out) == len(sizes):
+        raise FitError("every run has the same size: nothing smaller to fit the frontier on")
+    fit = fit_frontier(curves[~curves["trial_key"].isin(held_out)], metric=metric,
+                       compute_column=compute_column, **fit_options)
+    finals = points[points["trial_key"].isin(held_out)].sort_values(compute_column).groupby("trial_key").tail(1)
+    actual = finals["value"].to_numpy()
+    predicted = fit.predict(finals[compute_column].to_numpy())
+    relative_error = (predicted - actual) / actual
+    return ExtrapolationResult(
+        fit=fit, held_out_rows=finals.index.to_numpy(), held_out_x=finals[compute_column].to_numpy(),
+        actual=actual, predicted=predicted, relative_error=relative_error,
+        mean_absolute_relative_error=float(np.mean(np.abs(relative_error))),
+    )
