@@ -125,11 +125,15 @@ def check_state_dict(model: nn.Module, state: StateDict, what: str) -> None:
         raise CheckpointError(f"{what} checkpoint does not match the model: " + " | ".join(problems))
 
 
-def _load_into(model: nn.Module, state: StateDict, what: str) -> None:
+def _load_into(model: nn.Module, state: StateDict, what: str, copy: bool) -> None:
     check_state_dict(model, state, what)
-    # float tensors in float32 (a checkpoint saved in half precision trains and samples in fp32 here)
-    converted = {k: (v.float() if v.is_floating_point() else v.long() if k == "lvl_1L" else v)
-                 for k, v in state.items()}
+    # float tensors in float32 (a checkpoint saved in half precision trains and samples in fp32
+    # here); tensors handed in as a dict are copied so the new modules never share storage
+    # with the caller's tensors (or with another model's parameters)
+    converted = {}
+    for key, value in state.items():
+        value = value.float() if value.is_floating_point() else value.long() if key == "lvl_1L" else value
+        converted[key] = value.clone() if copy and not value.is_meta else value
     model.load_state_dict(converted, strict=True, assign=True)
 
 
@@ -148,8 +152,8 @@ def load_official(var_ckpt, vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | t
     with torch.device("meta"):
         vqvae = VQVAE(vqvae_config)
         var = VAR(var_config)
-    _load_into(vqvae, vae_state, "VQVAE")
-    _load_into(var, var_state, "VAR")
+    _load_into(vqvae, vae_state, "VQVAE", copy=isinstance(vae_ckpt, Mapping))
+    _load_into(var, var_state, "VAR", copy=isinstance(var_ckpt, Mapping))
     lvl_1L = var.lvl_1L
     if not lvl_1L.is_meta and not torch.equal(lvl_1L.cpu(), scale_ids(var_config.patch_nums).view(1, -1)):
         raise CheckpointError(f"VAR checkpoint buffer 'lvl_1L' does not match patch_nums {var_config.patch_nums}")
