@@ -38,12 +38,11 @@ def spec_to_mapping(spec: StudySpec) -> dict[str, Any]:
         "seeds": list(spec.seeds),
         "recipe": {
             "batch_size": recipe.batch_size.to_yaml(), "base_lr": recipe.base_lr.to_yaml(),
-            "lr_reference_batch": recipe.lr_reference_batch, "warmup_fraction": recipe.warmup_fraction,
+"warmup_fraction": recipe.warmup_fraction,
             "schedule": recipe.schedule, "final_lr_fraction": recipe.final_lr_fraction.to_yaml(),
             "weight_decay": recipe.weight_decay, "grad_clip": recipe.grad_clip,
         },
-        "evaluation": {"every_steps": spec.evaluation.every_steps,
-                       "sample_images": spec.evaluation.sample_images},
+        "trial": dict(spec.trial_settings),
         "resources": {
             "cpus": resources.cpus.to_yaml(), "gpus": resources.gpus.to_yaml(),
             "custom": {name: rule.to_yaml() for name, rule in resources.custom.items()},

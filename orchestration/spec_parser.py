@@ -21,9 +21,16 @@ from var_model.errors import ConfigError
 from orchestration.depth_rule import DepthRule
 from orchestration.study_spec import (
     BUDGET_KINDS, DEVICES, SCHEDULES, TOKENIZER_KINDS, TOKENIZER_PRESETS, BudgetSpec,
-    EvaluationSpec, ModelSpec, RecipeSpec, ResourceSpec, StudySpec, TokenizerSpec,
+    ModelSpec, RecipeSpec, ResourceSpec, StudySpec, TokenizerSpec,
 )
 from orchestration.yaml_fields import Section, as_float, as_int, as_list, describe
+
+# TrialConfig fields the study decides per trial; the `trial:` section may set the others.
+STUDY_SET_TRIAL_FIELDS = {
+    "token_cache", "output_dir", "model", "budget_kind", "budget_value", "batch_size", "base_lr",
+    "schedule", "warmup_fraction", "final_lr_fraction", "weight_decay", "grad_clip", "seed",
+    "device", "threads",
+}
 
 
 def read_study_yaml(path: str) -> dict:
@@ -158,7 +165,6 @@ def _recipe(section: Section) -> RecipeSpec:
     spec = RecipeSpec(
         batch_size=rule("batch_size", _positive_int, required=True),
         base_lr=rule("base_lr", positive, required=True),
-        lr_reference_batch=section.integer("lr_reference_batch", 256, minimum=1),
         warmup_fraction=section.number("warmup_fraction", 0.02, minimum=0.0),
         schedule=section.string("schedule", "paper", choices=SCHEDULES),
         final_lr_fraction=rule("final_lr_fraction", _fraction, 0.1),
@@ -188,12 +194,17 @@ def _resources(section: Section | None) -> ResourceSpec:
     return spec
 
 
-def _evaluation(section: Section | None) -> EvaluationSpec:
-    section = section or Section({}, "evaluation")
-    spec = EvaluationSpec(every_steps=section.integer("every_steps", 0, minimum=0),
-                          sample_images=section.integer("sample_images", 8, minimum=0))
-    section.finish()
-    return spec
+def _trial_settings(section: Section | None) -> dict:
+    from var_model.training.config import TrialConfig
+
+    settings = dict(section.mapping) if section else {}
+    allowed = sorted({item.name for item in dataclasses.fields(TrialConfig)} - STUDY_SET_TRIAL_FIELDS)
+    for key in settings:
+        if key in STUDY_SET_TRIAL_FIELDS:
+            raise ConfigError(f"trial.{key}: set by the study (model, budgets, recipe, resources); remove it here")
+        if key not in allowed:
+            raise ConfigError(f"trial.{key}: unknown key {key!r} in trial (allowed keys: {', '.join(allowed)})")
+    return settings
 
 
 def parse_study(mapping: dict, base_directory: str | None = None) -> StudySpec:
@@ -218,7 +229,7 @@ def parse_study(mapping: dict, base_directory: str | None = None) -> StudySpec:
         name=name, storage=storage, tracking_uri=tracking_uri, data=data, tokenizer=tokenizer,
         model=model, budgets=budgets, seeds=seeds,
         recipe=_recipe(top.section("recipe")),
-        evaluation=_evaluation(top.section("evaluation", required=False)),
+        trial_settings=_trial_settings(top.section("trial", required=False)),
         resources=_resources(top.section("resources", required=False)),
         source={},
     )
@@ -227,7 +238,10 @@ def parse_study(mapping: dict, base_directory: str | None = None) -> StudySpec:
     # every depth) before anything runs.
     from orchestration.trials import expand
 
-    expand(spec)
+    from orchestration.trial_config import build_trial_config
+
+    for trial in expand(spec):
+        build_trial_config(spec, trial)
     object.__setattr__(spec, "source", resolved_mapping(spec))
     return spec
 

@@ -99,7 +99,6 @@ class RecipeSpec:
     batch_size: DepthRule
     # VAR_SPEC section 4: lr = tblr * batch / 256 with tblr 1e-4 (8e-5 for d24 and d30).
     base_lr: DepthRule
-    lr_reference_batch: int = 256
     # VAR_SPEC section 4: warm-up over ep/50 epochs, i.e. the first 1/50 of training.
     warmup_fraction: float = 0.02
     schedule: str = "paper"  # VAR release: warm-up, flat 5%, linear decay to final_lr_fraction
@@ -113,13 +112,8 @@ class RecipeSpec:
             raise ConfigError(f"recipe.warmup_fraction: must be in [0, 1), got {self.warmup_fraction}")
 
     def lr(self, depth: int) -> float:
-        return self.base_lr.at(depth) * self.batch_size.at(depth) / self.lr_reference_batch
-
-
-@dataclass(frozen=True)
-class EvaluationSpec:
-    every_steps: int = 0  # 0: evaluate only at the end of the trial
-    sample_images: int = 8  # images in the sample grid logged as an artifact
+        # The paper's linear scaling with batch, referenced to 256 (the trainer's peak_lr rule).
+        return self.base_lr.at(depth) * self.batch_size.at(depth) / 256
 
 
 @dataclass(frozen=True)
@@ -145,7 +139,9 @@ class StudySpec:
     budgets: BudgetSpec
     seeds: tuple[int, ...]
     recipe: RecipeSpec
-    evaluation: EvaluationSpec
+    # Further var_model.training.TrialConfig fields for every trial (eval_every, checkpoint_every,
+    # log_every, sample_grid, precision, divergence_loss, ...), validated by TrialConfig itself.
+    trial_settings: dict
     resources: ResourceSpec
     source: dict = field(default_factory=dict, compare=False)  # the resolved YAML mapping
 

@@ -1,0 +1,76 @@
+"""The live progress line of `varscale launch`: done / running / failed / pending, elapsed, ETA.
+
+The ETA weights trials by their FLOPs: elapsed x (FLOPs left / FLOPs done). Counting trials
+instead would be wrong by 100x in a study whose trials span d6 to d30.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+class Progress:
+    def __init__(self, name: str, flops_by_key: dict[str, float], stream: TextIO | None = None):
+        self.name = name
+        self.flops_by_key = flops_by_key
+        self.stream = stream or sys.stdout
+        self.started = time.monotonic()
+        self.state = {key: "pending" for key in flops_by_key}
+        self.skipped_flops = 0.0
+        self._last_line = ""
+
+    def set(self, key: str, state: str) -> None:
+        self.state[key] = state
+
+    def skip(self, key: str, state: str) -> None:
+        """A trial finished in an earlier launch: counted as done, not in the ETA's rate."""
+        self.state[key] = state
+        self.skipped_flops += self.flops_by_key[key]
+
+    def counts(self) -> dict[str, int]:
+        counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
+        for state in self.state.values():
+            bucket = {"completed": "done", "diverged": "done"}.get(state, state)
+            counts[bucket if bucket in counts else "pending"] += 1
+        return counts
+
+    def eta_seconds(self) -> float | None:
+        done = sum(self.flops_by_key[key] for key, state in self.state.items() if state in ("completed", "diverged"))
+        done -= self.skipped_flops
+        left = sum(self.flops_by_key[key] for key, state in self.state.items() if state in ("pending", "running"))
+        if done <= 0:
+            return None
+        return (time.monotonic() - self.started) * left / done
+
+    def line(self) -> str:
+        counts = self.counts()
+        eta = self.eta_seconds()
+        return (f"[{self.name}] done {counts['done']}/{len(self.state)}  running {counts['running']}  "
+                f"failed {counts['failed']}  pending {counts['pending']}  "
+                f"elapsed {format_seconds(time.monotonic() - self.started)}  "
+                f"ETA {format_seconds(eta) if eta is not None else '?'}")
+
+    def show(self, force: bool = False) -> None:
+        line = self.line()
+        if self.stream.isatty():
+            self.stream.write("\r" + line.ljust(len(self._last_line)))
+            self.stream.flush()
+        elif force or line.split("  elapsed")[0] != self._last_line.split("  elapsed")[0]:
+            # Not a terminal (CI, log files): one line per change instead of a redraw.
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        self._last_line = line
+
+    def close(self) -> None:
+        if self.stream.isatty():
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,76 @@
+"""The body of one trial on a Ray worker: set threads, run the trainer, report to MLflow.
+
+Kept free of Ray so it runs (and is tested) in any process; `orchestration.launcher` wraps it
+in a Ray task. A worker killed mid-trial (kill -9, node loss) is resubmitted by Ray
+(`max_retries`), and the trainer resumes from `output_dir/checkpoint.pt` into the same MLflow
+run, because the run id travels in the request. A Python exception is not retried: it is a
+bug or bad input and would fail again; a diverged trial is a result (status "diverged").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mlflow.tracking import MlflowClient
+
+from orchestration.tracking import STATUS_TAG
+from orchestration.trial_logger import MlflowTrialCallback
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    key: str
+    run_id: str
+    tracking_uri: str
+    output_dir: str
+    threads: int
+    trial_config: Any  # var_model.training.TrialConfig
+    gpus: float = 0.0
+
+
+def default_trial_function() -> Callable:
+    from var_model.training import run_trial
+
+    return run_trial
+
+
+def execute_trial(request: TrialRequest, trial_function: Callable | None = None) -> dict:
+    """Run one trial to its end; returns {key, status, metrics, steps, node, pid}."""
+    import torch
+
+    torch.set_num_threads(request.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(request.threads))
+    trial_function = trial_function or default_trial_function()
+    client = MlflowClient(request.tracking_uri)
+    run = client.get_run(request.run_id)
+    attempt = int(run.data.tags.get("varscale.attempts", "0")) + 1
+    client.update_run(request.run_id, status="RUNNING")
+    client.set_tag(request.run_id, STATUS_TAG, "running")
+    client.set_tag(request.run_id, "varscale.attempts", str(attempt))
+    os.makedirs(request.output_dir, exist_ok=True)
+    callback = MlflowTrialCallback(request.tracking_uri, request.run_id, request.output_dir)
+    try:
+        result = trial_function(request.trial_config, callback, resume=True)
+    except Exception:
+        client.set_tag(request.run_id, STATUS_TAG, "failed")
+        client.set_tag(request.run_id, "varscale.failure", traceback.format_exc()[-4000:])
+        client.set_terminated(request.run_id, status="FAILED")
+        raise
+    client.set_tag(request.run_id, STATUS_TAG, result.status)
+    client.set_terminated(request.run_id, status="FINISHED")
+    return {"key": request.key, "status": result.status, "metrics": dict(result.metrics),
+            "steps": result.steps, "node": socket.gethostname(), "pid": os.getpid(),
+            "node_id": _ray_node_id()}
+
+
+def _ray_node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (tests, torchrun ranks): no node id
+        return ""
