@@ -155,6 +155,8 @@ def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, 
     experiment_id = experiment.experiment_id
     runs = _search_all(client, experiment_id, "tags.`varscale.kind` = 'trial'")
     parents = _search_all(client, experiment_id, "tags.`varscale.kind` = 'study'")
+    # The oldest parent is the study's (the orchestrator reuses it on relaunch).
+    parent_run_id = min(parents, key=lambda run: run.info.start_time).info.run_id if parents else None
     trials = pd.DataFrame.from_records([_trial_row(study, run) for run in runs])
     if trials.empty:
         raise DataError(f"study {study!r} exists but has no trial runs (tag varscale.kind=trial)")
@@ -172,5 +174,5 @@ def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, 
     curves = _histories(client, trials, runs_by_id, metrics) if load_curves else pd.DataFrame(
         columns=["trial_key", "run_id", "metric", "step", "value", *COUNTERS])
     return StudyFrame(study=study, trials=trials, curves=curves, tracking_uri=tracking_uri,
-                      experiment_id=experiment_id, parent_run_id=parents[0].info.run_id if parents else None,
+                      experiment_id=experiment_id, parent_run_id=parent_run_id,
                       dropped_duplicate_runs=dropped)

@@ -49,15 +49,17 @@ def _metric_batch(values: dict[str, float], step: int, timestamp: int):
     return [Metric(key, float(value), timestamp, step) for key, value in values.items()]
 
 
-def build_synthetic_study(tracking_uri: str, study: str = STUDY_NAME, seed: int = 0) -> dict:
+def build_synthetic_study(tracking_uri: str, artifact_location: str, study: str = STUDY_NAME, seed: int = 0) -> dict:
     """Writes a parent run and one child run per depth (plus a failed and a diverged trial) whose
-    final losses follow the known law with 1% multiplicative noise. Returns the truth."""
+    final losses follow the known law with 1% multiplicative noise. Returns the truth.
+
+    artifact_location: a file URI; without it MLflow would put artifacts under the current folder."""
     from mlflow.entities import Param, RunTag
     from mlflow.tracking import MlflowClient
 
     generator = np.random.default_rng(seed)
     client = MlflowClient(tracking_uri)
-    experiment_id = client.create_experiment(study)
+    experiment_id = client.create_experiment(study, artifact_location=artifact_location)
     parent = client.create_run(experiment_id, run_name=study,
                                tags={"varscale.kind": "study", "varscale.study": study})
     finals = {}
@@ -110,5 +112,5 @@ def build_synthetic_study(tracking_uri: str, study: str = STUDY_NAME, seed: int 
 
 @pytest.fixture(scope="session")
 def synthetic_study(tmp_path_factory) -> dict:
-    store = tmp_path_factory.mktemp("mlflow-store") / "mlflow.db"
-    return build_synthetic_study(f"sqlite:///{store}")
+    folder = tmp_path_factory.mktemp("mlflow-store")
+    return build_synthetic_study(f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri())

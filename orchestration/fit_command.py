@@ -1,0 +1,192 @@
+"""`varscale fit STUDY`: fit a study's scaling laws, print them, save figures and results, and log
+them to the study's MLflow parent run.
+
+    varscale fit studies/smoke.yaml                  # a study file: its name and tracking_uri are used
+    varscale fit my-study --tracking-uri sqlite:////abs/path/mlflow.db --out fits/my-study --bootstrap 500
+
+The fitting itself is `analysis.fit_study_laws` (pure); this module only does I/O: load, write
+PNG + SVG figures, results.json, laws.csv, trials.csv, then log those files as artifacts under
+`fits/` of the parent run (tags varscale.kind=study, varscale.study=<name>; created if missing), the
+key numbers as metrics (`fit.<metric>.<N|C>.alpha` ...) and each law's text as a tag. Tags, not
+params: MLflow refuses to re-log a param with a new value, and a refit after more trials changes it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+KIND_TAG, STUDY_TAG = "varscale.kind", "varscale.study"
+FIGURE_FORMATS = ("png", "svg")
+
+
+def resolve_study(study: str, tracking_uri: str | None) -> tuple[str, str | None]:
+    """STUDY may be a study name or a path to a studies/*.yaml file (then its name and tracking_uri,
+    unless --tracking-uri overrides it)."""
+    path = Path(study)
+    if not (path.suffix in (".yaml", ".yml") or path.is_file()):
+        return study, tracking_uri
+    if not path.is_file():
+        raise FileNotFoundError(f"study file {study!r} does not exist")
+    try:
+        # The study-spec parser resolves the default tracking URI (the study's storage) exactly as
+        # `varscale run` does, so fit reads the store the run wrote.
+        from orchestration.study_spec import load_study as load_study_spec
+
+        spec = load_study_spec(str(path))
+        return spec.name, tracking_uri or spec.tracking_uri
+    except ImportError:
+        return read_name_and_tracking_uri(path, tracking_uri)
+
+
+def read_name_and_tracking_uri(path: Path, tracking_uri: str | None = None) -> tuple[str, str | None]:
+    """The fallback when the full study-spec parser is unavailable: just the two top-level keys."""
+    mapping = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(mapping, dict) or "name" not in mapping:
+        raise ValueError(f"study file {str(path)!r} has no top-level 'name:' key")
+    return str(mapping["name"]), tracking_uri or mapping.get("tracking_uri")
+
+
+def _save_figure(figure, out_dir: Path, stem: str) -> list[str]:
+    paths = []
+    for extension in FIGURE_FORMATS:
+        path = out_dir / f"{stem}.{extension}"
+        figure.savefig(path, dpi=120)
+        paths.append(str(path))
+    return paths
+
+
+def _figures(study_frame, fits, out_dir: Path) -> list[str]:
+    import analysis
+
+    trials, curves = study_frame.fit_trials(), study_frame.fit_curves()
+    size_laws = [law for law in fits.laws if law.against == "N" and law.fit is not None]
+    compute_laws = [law for law in fits.laws if law.against == "C" and law.fit is not None]
+    written = []
+    if size_laws:
+        written += _save_figure(analysis.plot_scaling_vs_size(
+            trials, {law.metric: law.fit for law in size_laws},
+            {law.metric: law.bootstrap for law in size_laws if law.bootstrap is not None}), out_dir, "scaling_vs_size")
+    for law in compute_laws:
+        written += _save_figure(analysis.plot_frontier(curves, law.frontier, law.bootstrap), out_dir,
+                                f"frontier_{law.metric}")
+    if fits.per_scale:
+        written += _save_figure(analysis.plot_per_scale_loss(trials, fits.per_scale), out_dir, "per_scale_loss")
+    if not curves.empty and (curves["metric"] == "test_loss_last").any():
+        written += _save_figure(analysis.plot_training_curves(curves), out_dir, "training_curves")
+    extrapolations = {f"{law.metric} vs {law.against}": law.extrapolation for law in fits.laws if law.extrapolation}
+    if extrapolations:
+        written += _save_figure(analysis.plot_predicted_vs_actual(extrapolations), out_dir, "predicted_vs_actual")
+    return written
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, str)) or (isinstance(value, float) and math.isfinite(value)) else None
+
+
+def _results(study_frame, fits, tracking_uri) -> dict:
+    laws = []
+    for law in fits.laws:
+        entry = {key: _finite_or_none(value) for key, value in law.row().items()}
+        if law.fit is not None:
+            entry["fit"] = law.fit.to_dict()
+        if law.bootstrap is not None:
+            entry["bootstrap"] = {k: v for k, v in law.bootstrap.to_dict().items() if k != "prediction_intervals"}
+        if law.extrapolation is not None:
+            entry["extrapolation"] = law.extrapolation.to_dict()
+        laws.append(entry)
+    return {"study": fits.study, "tracking_uri": tracking_uri, "parent_run_id": study_frame.parent_run_id,
+            "n_trials": int(len(study_frame.trials)),
+            "status_counts": study_frame.trials["status"].value_counts().to_dict(),
+            "options": fits.options, "laws": laws,
+            "per_scale": {name: fit.to_dict() for name, fit in fits.per_scale.items()}}
+
+
+def _format_table(table) -> str:
+    shown = table[table["error"].isna()] if "error" in table else table
+    lines = [f"{'metric':<16} {'vs':<2} {'law':<48} {'alpha [95% CI]':<28} {'r':>8} {'n':>4} {'holdout err':>11}"]
+    for row in shown.itertuples():
+        interval = f"[{row.alpha_low:.4g}, {row.alpha_high:.4g}]" if math.isfinite(row.alpha_low) else ""
+        holdout = f"{row.holdout_relative_error:+.2%}" if math.isfinite(row.holdout_relative_error) else "-"
+        lines.append(f"{row.metric:<16} {row.against:<2} {row.law:<48} {row.alpha:.4g} {interval:<20} "
+                     f"{row.r:>8.4f} {row.n_points:>4} {holdout:>11}")
+    for row in table[table["error"].notna()].itertuples() if "error" in table else []:
+        lines.append(f"{row.metric:<16} {row.against:<2} not fitted: {row.error}")
+    return "\n".join(lines)
+
+
+def _log_to_parent(study_frame, fits, tracking_uri, files: list[str]) -> str:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    run_id = study_frame.parent_run_id
+    if run_id is None:
+        run_id = client.create_run(study_frame.experiment_id, run_name=study_frame.study,
+                                   tags={KIND_TAG: "study", STUDY_TAG: study_frame.study}).info.run_id
+    for path in files:
+        client.log_artifact(run_id, path, artifact_path="fits")
+    for law in fits.laws:
+        if law.fit is None:
+            continue
+        prefix = f"fit.{law.metric}.{law.against}"
+        row = law.row()
+        for name in ("alpha", "beta", "r", "alpha_low", "alpha_high", "holdout_relative_error"):
+            if math.isfinite(row[name]):
+                client.log_metric(run_id, f"{prefix}.{name}", float(row[name]))
+        client.set_tag(run_id, f"{prefix}.law", row["law"])
+    return run_id
+
+
+def fit_study(study: str, tracking_uri: str | None = None, out_dir: str | None = None, n_bootstrap: int = 200,
+              seed: int = 0, log_to_mlflow: bool = True, echo: bool = True) -> dict:
+    """Loads, fits, writes figures and results under out_dir (default fits/<study>), logs them to the
+    parent run, and returns the results dict (with 'files' and 'out_dir')."""
+    import analysis
+
+    if n_bootstrap != 0 and n_bootstrap < 2:
+        raise ValueError(f"--bootstrap must be 0 (no bootstrap) or at least 2 resamples, got {n_bootstrap}")
+    name, tracking_uri = resolve_study(study, tracking_uri)
+    study_frame = analysis.load_study(name, tracking_uri)
+    fits = analysis.fit_study_laws(study_frame, n_bootstrap=n_bootstrap, seed=seed)
+    out = Path(out_dir or Path("fits") / name)
+    out.mkdir(parents=True, exist_ok=True)
+    results = _results(study_frame, fits, tracking_uri)
+    table = fits.table()
+    files = _figures(study_frame, fits, out)
+    table.to_csv(out / "laws.csv", index=False)
+    study_frame.trials.to_csv(out / "trials.csv", index=False)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    files += [str(out / "laws.csv"), str(out / "trials.csv"), str(out / "results.json")]
+    if echo:
+        print(f"study {name}: {len(study_frame.fit_trials())} completed of {len(study_frame.trials)} trials")
+        print(_format_table(table))
+        print(f"wrote {len(files)} files to {out}")
+    if log_to_mlflow:
+        results["parent_run_id"] = _log_to_parent(study_frame, fits, tracking_uri, files)
+    results["files"], results["out_dir"] = files, str(out)
+    return results
+
+
+def _handle(args: argparse.Namespace) -> int:
+    fit_study(args.study, tracking_uri=args.tracking_uri, out_dir=args.out, n_bootstrap=args.bootstrap, seed=args.seed,
+              log_to_mlflow=not args.no_mlflow)
+    return 0
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Adds `fit` to the CLI's subparsers (called by orchestration/cli.py)."""
+    parser = subparsers.add_parser(
+        "fit", help="fit a study's scaling laws, save figures and results, log them to MLflow",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", help="study name (MLflow experiment) or path to a studies/*.yaml file")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: the study file's, "
+                        "else MLFLOW_TRACKING_URI)")
+    parser.add_argument("--out", default=None, help="output folder (default: fits/<study>)")
+    parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over trials (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--no-mlflow", action="store_true", help="write files only; do not log to the parent run")
+    parser.set_defaults(handler=_handle)
+    return parser
