@@ -23,6 +23,15 @@ def scale_ids(patch_nums: tuple[int, ...]) -> torch.Tensor:
     return torch.cat([torch.full((pn * pn,), k, dtype=torch.long) for k, pn in enumerate(patch_nums)])
 
 
+def scale_boundaries(patch_nums: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(begin, end) token positions of every scale: [(0, 1), (1, 5), (5, 14), ...]."""
+    bounds, begin = [], 0
+    for pn in patch_nums:
+        bounds.append((begin, begin + pn * pn))
+        begin += pn * pn
+    return bounds
+
+
 def block_causal_bias(patch_nums: tuple[int, ...]) -> torch.Tensor:
     """Additive mask (1, 1, L, L): 0 where scale(i) >= scale(j), -inf elsewhere."""
     ids_L = scale_ids(patch_nums)
@@ -111,7 +120,9 @@ class VAR(nn.Module):
         if not isinstance(label_B, torch.Tensor) or label_B.ndim != 1 or label_B.dtype.is_floating_point:
             shape = tuple(label_B.shape) if isinstance(label_B, torch.Tensor) else type(label_B).__name__
             raise DataError(f"labels must be a 1-D integer tensor (B,); got {shape}")
-        if label_B.numel() and (int(label_B.min()) < 0 or int(label_B.max()) > top):
+        # one CPU-GPU sync per call: cheap next to a training step, and bad labels would
+        # otherwise index the class embedding out of range (a device-side assert on CUDA)
+        if label_B.numel() and bool(((label_B < 0) | (label_B > top)).any()):
             raise DataError(f"labels out of range: got min {int(label_B.min())}, max {int(label_B.max())}; "
                             f"allowed [0, {top}] (num_classes={self.num_classes}"
                             f"{', index num_classes is the null class' if allow_null else ''})")
