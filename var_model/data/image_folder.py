@@ -102,6 +102,33 @@ class ImageFolderSplit:
             yield np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
+    def load(
+        self,
+        positions: np.ndarray,
+        resolution: int,
+        resize_ratio: float,
+        random_crop: bool,
+        generator: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Random access for shuffled training (the tokenizer): the images at `positions`,
+        cropped with `generator`; unreadable files are skipped and counted."""
+        images: list[np.ndarray] = []
+        labels: list[int] = []
+        for position in positions:
+            path, label = self.files[int(position)]
+            try:
+                with Image.open(path) as opened:
+                    picture = opened.convert("RGB")
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                self.skipped.append(f"{path}: {error}")
+                continue
+            images.append(transform_image(picture, resolution, resize_ratio, random_crop, generator))
+            labels.append(label)
+        if not images:
+            raise DataError(f"none of {len(positions)} sampled images in {self.directory} is readable")
+        return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
 def transform_image(
     picture: Image.Image,
     resolution: int,

@@ -102,6 +102,20 @@ class ImageSource:
             crop_index=crop_index,
         )
 
+    def random_batch(
+        self, split: str, batch_size: int, generator: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A uniformly sampled batch (with replacement), for shuffled training; folder images
+        get a fresh random crop (train) each time, as the paper's transform does."""
+        self._check_split(split)
+        positions = generator.integers(0, self.num_images(split), size=batch_size)
+        if self.config.kind == "synthetic":
+            images_NHWC, labels = self.arrays(split)
+            return images_NHWC[positions], labels[positions]
+        return self._folders[split].load(
+            positions, self.config.resolution, self.config.resize_ratio, split == "train", generator
+        )
+
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """A whole synthetic split as (images_NHWC, labels); folders are too big for this."""
         self._check_split(split)

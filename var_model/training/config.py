@@ -51,8 +51,6 @@ class TrialConfig:
     device ["auto"], threads [1] (torch intra-op threads; 0 = torch's default),
     precision ["bf16"]: autocast dtype on CUDA (fp16 adds a GradScaler); CPU runs fp32.
     divergence_loss [inf]: a train loss above this (or NaN/inf) ends the trial "diverged".
-    progressive_fraction [0.0]: fraction of steps over which scales are added one by one
-        (0 = off; the paper's optional progressive training).
     sample_grid [False], samples_per_class [4], sample_cfg [1.5], sample_top_k [0 = all],
     sample_top_p [0.96]: an end-of-trial PNG grid (output_dir/samples.png).
     """
@@ -84,7 +82,6 @@ class TrialConfig:
     threads: int = 1
     precision: str = "bf16"
     divergence_loss: float = math.inf
-    progressive_fraction: float = 0.0
     sample_grid: bool = False
     samples_per_class: int = 4
     sample_cfg: float = 1.5
@@ -114,7 +111,7 @@ class TrialConfig:
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule is {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
         for name in ("warmup_fraction", "warmup_start_factor", "final_lr_fraction",
-                     "flat_fraction", "decay_fraction", "progressive_fraction", "sample_top_p"):
+                     "flat_fraction", "decay_fraction", "sample_top_p"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} is {value!r}; allowed range [0, 1]")

@@ -1,0 +1,273 @@
+"""`run_trial`: one VAR trained for a compute budget on cached tokens, then measured.
+
+Tiny CPU run (after `varscale tokenizer var_model/training/examples/tiny_tokenizer.yaml`):
+
+    varscale train var_model/training/examples/tiny_trial.yaml
+
+Each step: a batch of cached indices -> teacher-forcing input (no encoder pass) -> logits ->
+cross-entropy over all tokens (uniform per token) -> AdamW step with clipped gradients.
+At log points: train metrics; at evaluation points and at the end: test metrics; after both,
+an atomic checkpoint. A NaN/inf (or too large) train loss ends the trial with status
+"diverged": a result, not an exception, so a study keeps going.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from var_model.errors import CheckpointError, TrialError
+from var_model.training.batches import teacher_forcing_batch
+from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
+from var_model.training.checkpoint import (CHECKPOINT_FILE, capture_rng_state, load_checkpoint,
+                                           restore_rng_state, save_checkpoint)
+from var_model.training.config import TrialConfig
+from var_model.training.distributed import DistributedContext
+from var_model.training.evaluation import evaluate, token_losses
+from var_model.training.optimizer import set_learning_rate
+from var_model.training.result import RESULT_FILE, TrialResult
+from var_model.training.sampling import sample_grid, save_png
+from var_model.training.setup import TrialParts, build_trial
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.png"
+# Fields that may differ between a checkpoint's config and the resuming one: they change
+# where and how fast a trial runs, never what it computes.
+RESUME_FREE_FIELDS = ("token_cache", "output_dir", "device", "threads", "eval_batch_size",
+                      "checkpoint_every", "sample_grid", "samples_per_class", "sample_cfg",
+                      "sample_top_k", "sample_top_p")
+
+
+def run_trial(
+    config: TrialConfig,
+    callback: TrialCallback | None = None,
+    resume: bool = True,
+    context: DistributedContext | None = None,
+) -> TrialResult:
+    """Train and evaluate one trial; see docs/ARCHITECTURE.md, "Trial contract"."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    owns_context = context is None
+    context = context or DistributedContext.from_environment(config.device)
+    try:
+        return _run(config, callback, resume, context)
+    finally:
+        if owns_context:
+            context.shutdown()
+
+
+def _comparable(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if key not in RESUME_FREE_FIELDS}
+
+
+def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
+         context: DistributedContext) -> TrialResult:
+    output_dir = Path(config.output_dir)
+    checkpoint_path = output_dir / CHECKPOINT_FILE
+    if context.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            for name in (CHECKPOINT_FILE, RESULT_FILE, METRICS_FILE, SAMPLES_FILE):
+                (output_dir / name).unlink(missing_ok=True)
+    context.barrier()
+    if resume:
+        finished = TrialResult.load(output_dir)
+        if finished is not None:
+            if _comparable(finished.info.get("trial_config", {})) != _comparable(config.to_dict()):
+                raise TrialError(
+                    f"{output_dir} holds a finished trial with a different config; use another "
+                    "output_dir, or resume=False to overwrite it"
+                )
+            return finished
+
+    parts = build_trial(config, context)
+    callbacks = CallbackList([JsonlCallback(output_dir / METRICS_FILE), callback] if context.is_main else [])
+    window = {"loss": torch.zeros((), dtype=torch.float64, device=context.device),
+              "error": torch.zeros((), dtype=torch.float64, device=context.device), "steps": 0}
+    start_step = 0
+    if resume and checkpoint_path.exists():
+        start_step = _restore(parts, window=window, path=checkpoint_path, config=config, context=context)
+    if start_step == 0:
+        torch.manual_seed(config.seed + 1_000_003 * context.rank)  # same stream on a fresh start
+    info = {**parts.info, "resumed_step": start_step}
+    callbacks.on_start(info)
+
+    test_indices = parts.cache.indices("test")[: config.eval_images]
+    test_labels = parts.cache.labels("test")[: config.eval_images]
+    rows = parts.batches.batch_size
+    shard = context.shard(rows)
+    autocast = (torch.autocast(device_type=context.device.type, dtype=parts.autocast_dtype)
+                if parts.autocast_dtype is not None else nullcontext())
+    started = time.perf_counter()
+    last_checkpoint: str | None = str(checkpoint_path) if start_step else None
+    for step in range(start_step + 1, parts.steps + 1):
+        lr = parts.schedule.lr(step - 1)
+        set_learning_rate(parts.optimizer, lr)
+        indices_BL, label_B = parts.batches.next_batch()
+        indices_BL = indices_BL[shard].to(context.device, non_blocking=True)
+        label_B = label_B[shard].to(context.device, non_blocking=True)
+        x_BLC = teacher_forcing_batch(parts.vqvae, indices_BL)
+        with autocast:
+            logits_BLV = parts.model(label_B, x_BLC)
+        loss_BL, error_BL = token_losses(logits_BLV, indices_BL)
+        loss = loss_BL.mean()
+        parts.optimizer.zero_grad(set_to_none=True)
+        _backward_and_step(parts, loss, config.grad_clip)
+        window["loss"] += loss.detach().double()
+        window["error"] += error_BL.mean().double()
+        window["steps"] += 1
+
+        final = step == parts.steps
+        log_point = step % config.log_every == 0 or final
+        checkpoint_point = final or bool(config.checkpoint_every and step % config.checkpoint_every == 0)
+        metrics: dict[str, float] = {}
+        if log_point or checkpoint_point:
+            # never checkpoint a diverged state; a log point also closes the metric window
+            train = _window_means(window, context, reset=log_point)
+            last_train_loss = train["train_loss"]
+            if not math.isfinite(last_train_loss) or last_train_loss > config.divergence_loss:
+                return _diverged(parts, config, context, callbacks, step, last_train_loss, last_checkpoint)
+            if log_point:
+                metrics.update(train)
+        if final or (config.eval_every and step % config.eval_every == 0):
+            metrics.update(evaluate(parts.var, parts.vqvae, test_indices, test_labels,
+                                    config.eval_batch_size, context, parts.autocast_dtype))
+        if metrics:
+            metrics.update(parts.cost.counters(step), lr=lr, elapsed_seconds=time.perf_counter() - started)
+            callbacks.on_metrics(step, metrics)
+        if checkpoint_point:
+            last_checkpoint = _save(parts, window, checkpoint_path, config, context, step)
+            callbacks.on_checkpoint(step, last_checkpoint)
+        if final:
+            return _completed(parts, config, context, callbacks, step, metrics, last_checkpoint)
+    raise TrialError(f"checkpoint at step {start_step} is past the trial's {parts.steps} steps")
+
+
+def _backward_and_step(parts: TrialParts, loss: torch.Tensor, grad_clip: float) -> None:
+    if parts.scaler is not None:
+        parts.scaler.scale(loss).backward()
+        parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not scaled ones
+    else:
+        loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(parts.var.parameters(), grad_clip)
+    if parts.scaler is not None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+
+
+def _window_means(window: dict[str, Any], context: DistributedContext, reset: bool) -> dict[str, float]:
+    """Mean train loss and error since the last log point (averaged over ranks); `reset`
+    starts a new window. The .tolist() is a device sync: once per log point, not per step."""
+    sums = torch.stack([window["loss"], window["error"]])
+    context.all_reduce_sum(sums)
+    steps = window["steps"] * context.world_size
+    if reset:
+        window["loss"].zero_()
+        window["error"].zero_()
+        window["steps"] = 0
+    loss, error = (sums / max(steps, 1)).tolist()
+    return {"train_loss": loss, "train_error": error}
+
+
+def _save(parts: TrialParts, window: dict[str, Any], path: Path, config: TrialConfig,
+          context: DistributedContext, step: int) -> str:
+    if context.is_main:
+        save_checkpoint(path, {
+            "step": step,
+            "model": parts.var.state_dict(),
+            "optimizer": parts.optimizer.state_dict(),
+            "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
+            "schedule": parts.schedule.state_dict(),
+            "rng": capture_rng_state(context.device),
+            "data_position": parts.batches.position.state_dict(),
+            "window": {"loss": window["loss"].item(), "error": window["error"].item(), "steps": window["steps"]},
+            "trial_config": config.to_dict(),
+            "cache_key": parts.cache.key,
+        })
+    context.barrier()
+    return str(path)
+
+
+def _restore(parts: TrialParts, window: dict[str, Any], path: Path, config: TrialConfig,
+             context: DistributedContext) -> int:
+    state = load_checkpoint(path)
+    differing = sorted(
+        key for key in set(_comparable(state["trial_config"])) | set(_comparable(config.to_dict()))
+        if state["trial_config"].get(key) != config.to_dict().get(key)
+    )
+    if differing:
+        raise CheckpointError(
+            f"checkpoint {path} was written by a trial with different {differing}; use another "
+            "output_dir, or resume=False to start over"
+        )
+    if state.get("cache_key") != parts.cache.key:
+        raise CheckpointError(f"checkpoint {path} was trained on another token cache ({state.get('cache_key')})")
+    parts.schedule.check_matches(state["schedule"])
+    parts.var.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.scaler is not None and state["scaler"] is not None:
+        parts.scaler.load_state_dict(state["scaler"])
+    parts.batches.load_state_dict(state["data_position"])
+    window["loss"].fill_(state["window"]["loss"])
+    window["error"].fill_(state["window"]["error"])
+    window["steps"] = int(state["window"]["steps"])
+    if context.is_main:
+        restore_rng_state(state["rng"], context.device)
+    else:
+        torch.manual_seed(config.seed + 1_000_003 * context.rank + int(state["step"]))
+    return int(state["step"])
+
+
+def _finish(parts: TrialParts, config: TrialConfig, context: DistributedContext,
+            callbacks: CallbackList, result: TrialResult) -> TrialResult:
+    if context.is_main:
+        result.save(config.output_dir)
+        callbacks.on_end(result)
+    context.barrier()
+    return result
+
+
+def _diverged(parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList,
+              step: int, train_loss: float, checkpoint: str | None) -> TrialResult:
+    counters = parts.cost.counters(step)
+    metrics = {"final_train_loss": train_loss, **{f"final_{key}": value for key, value in counters.items()}}
+    callbacks.on_metrics(step, {"train_loss": train_loss, **counters})
+    message = (f"train loss {train_loss} at step {step} (limit {config.divergence_loss}); "
+               f"lr {parts.schedule.lr(step - 1):.3g}: lower base_lr or raise warmup_fraction")
+    result = TrialResult("diverged", metrics, step, checkpoint, message,
+                         info={**parts.info, "trial_config": config.to_dict()})
+    return _finish(parts, config, context, callbacks, result)
+
+
+def _completed(parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList,
+               step: int, metrics: dict[str, float], checkpoint: str | None) -> TrialResult:
+    if config.sample_grid and context.is_main:
+        labels = list(range(parts.cache.num_classes))
+        grid = sample_grid(parts.var, labels, config.samples_per_class, config.sample_cfg,
+                           config.sample_top_k, config.sample_top_p, seed=config.seed)
+        save_png(grid, Path(config.output_dir) / SAMPLES_FILE)
+    final = {f"final_{key}": value for key, value in metrics.items()
+             if key.startswith(("test_", "train_loss", "images", "tokens", "flops"))}
+    result = TrialResult("completed", final, step, checkpoint,
+                         info={**parts.info, "trial_config": config.to_dict()})
+    return _finish(parts, config, context, callbacks, result)
+
+
+def unigram_reference(config: TrialConfig) -> dict[str, float]:
+    """The cache's frequency baselines, for comparing a trial's test loss (see
+    var_model.tokenizer.baseline)."""
+    from var_model.tokenizer.baseline import unigram_baselines
+    from var_model.tokenizer.cache import TokenCache
+
+    return unigram_baselines(TokenCache.open(config.token_cache, verify=False))
+
+
+__all__ = ["run_trial", "unigram_reference"]
