@@ -145,14 +145,11 @@ def load_official(var_ckpt, vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | t
     the shapes; every key, buffers included, must be present with the right shape. The
     modules are built on the meta device and take the checkpoint's tensors (no wasted init).
     """
-    vae_state = read_state_dict(vae_ckpt, "VQVAE")
     var_state = read_state_dict(var_ckpt, "VAR")
-    vqvae_config = infer_vqvae_config(vae_state, patch_nums, **(vqvae_overrides or {}))
     var_config = infer_var_config(var_state, patch_nums, **(var_overrides or {}))
+    vqvae = load_official_vqvae(vae_ckpt, patch_nums, device=device, **(vqvae_overrides or {}))
     with torch.device("meta"):
-        vqvae = VQVAE(vqvae_config)
         var = VAR(var_config)
-    _load_into(vqvae, vae_state, "VQVAE", copy=isinstance(vae_ckpt, Mapping))
     _load_into(var, var_state, "VAR", copy=isinstance(var_ckpt, Mapping))
     lvl_1L = var.lvl_1L
     if not lvl_1L.is_meta and not torch.equal(lvl_1L.cpu(), scale_ids(var_config.patch_nums).view(1, -1)):
@@ -160,6 +157,16 @@ def load_official(var_ckpt, vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | t
     vqvae, var = vqvae.to(device), var.to(device)
     var.set_vqvae(vqvae)
     return vqvae.eval(), var.eval()
+
+
+def load_official_vqvae(vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | torch.device = "cpu",
+                        **overrides) -> VQVAE:
+    """The released VQVAE alone (for the tokenizer stage), strict as `load_official`."""
+    vae_state = read_state_dict(vae_ckpt, "VQVAE")
+    with torch.device("meta"):
+        vqvae = VQVAE(infer_vqvae_config(vae_state, patch_nums, **overrides))
+    _load_into(vqvae, vae_state, "VQVAE", copy=isinstance(vae_ckpt, Mapping))
+    return vqvae.to(device).eval()
 
 
 def official_state_dicts(vqvae: VQVAE, var: VAR) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -127,12 +127,12 @@ class VAR(nn.Module):
                             f"allowed [0, {top}] (num_classes={self.num_classes}"
                             f"{', index num_classes is the null class' if allow_null else ''})")
 
-    def _check_inputs(self, label_B: torch.Tensor, x_BLCv: torch.Tensor) -> None:
+    def _check_inputs(self, label_B: torch.Tensor, x_BLC: torch.Tensor) -> None:
         self.check_labels(label_B)
         want = (label_B.shape[0], self.L - self.first_l, self.config.latent_channels)
-        if x_BLCv.ndim != 3 or tuple(x_BLCv.shape) != want:
+        if x_BLC.ndim != 3 or tuple(x_BLC.shape) != want:
             raise DataError(f"teacher-forcing input must have shape (B, L - pn0^2, Cvae) = {want}; "
-                            f"got {tuple(x_BLCv.shape)} (use vqvae.teacher_forcing_input(indices))")
+                            f"got {tuple(x_BLC.shape)} (use vqvae.teacher_forcing_input(indices))")
 
     # ---------------------------------------------------------------- shared pieces
     def condition(self, label_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,23 +149,23 @@ class VAR(nn.Module):
         return self.head(self.head_nm(h_BLC.float(), cond_BD.float())).float()
 
     # ---------------------------------------------------------------- VAR training
-    def forward(self, label_B: torch.Tensor, x_BLCv: torch.Tensor) -> torch.Tensor:
+    def forward(self, label_B: torch.Tensor, x_BLC: torch.Tensor) -> torch.Tensor:
         """Teacher forcing: class labels (B,) and VQVAE input (B, L - pn0^2, Cvae) -> logits (B, L, V) float32.
 
         In training mode each label becomes the null class with probability class_dropout.
         """
-        self._check_inputs(label_B, x_BLCv)
+        self._check_inputs(label_B, x_BLC)
         B = label_B.shape[0]
         # embeddings in float32 even under autocast, as in the release
-        with torch.autocast(device_type=x_BLCv.device.type, enabled=False):
+        with torch.autocast(device_type=x_BLC.device.type, enabled=False):
             if self.training and self.config.class_dropout > 0:
                 drop_B = torch.rand(B, device=label_B.device) < self.config.class_dropout
                 label_B = torch.where(drop_B, torch.full_like(label_B, self.num_classes), label_B)
             cond_BD, block_cond = self.condition(label_B)
             sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
-            x_BLC = torch.cat((sos_BlC, self.word_embed(x_BLCv.float())), dim=1)
-            x_BLC = x_BLC + self.lvl_embed(self.lvl_1L.expand(B, -1)) + self.pos_1LC
-        h_BLC = self.run_blocks(x_BLC, block_cond, self.attn_bias_for_masking)
+            h_BLC = torch.cat((sos_BlC, self.word_embed(x_BLC.float())), dim=1)
+            h_BLC = h_BLC + self.lvl_embed(self.lvl_1L.expand(B, -1)) + self.pos_1LC
+        h_BLC = self.run_blocks(h_BLC, block_cond, self.attn_bias_for_masking)
         return self.logits(h_BLC, cond_BD)
 
     # ---------------------------------------------------------------- counting

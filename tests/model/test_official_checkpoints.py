@@ -88,3 +88,13 @@ def test_loaded_models_are_trainable_and_independent(tiny_var, tiny_vqvae):
         vqvae.quantize.embedding.weight.add_(1.0)
     assert not torch.equal(var.pos_1LC, tiny_var.pos_1LC)
     assert not torch.equal(vqvae.quantize.embedding.weight, tiny_vqvae.quantize.embedding.weight)
+
+
+def test_load_official_vqvae_alone(tmp_path, tiny_var, tiny_vqvae, tiny_images):
+    from var_model.official import load_official_vqvae
+
+    save_official(tiny_vqvae, tiny_var, tmp_path / "var.pth", tmp_path / "vae.pth")
+    vqvae = load_official_vqvae(tmp_path / "vae.pth", patch_nums=(1, 2, 4))
+    assert vqvae.config == tiny_vqvae.config
+    assert all(torch.equal(a, b) for a, b in zip(vqvae.encode_indices(tiny_images),
+                                                 tiny_vqvae.encode_indices(tiny_images)))
