@@ -13,6 +13,7 @@ so a retried or relaunched trial continues its checkpoint in its own run.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -126,7 +127,7 @@ def launch(spec: StudySpec, address: str | None = None, max_concurrent: int | No
     refs: dict = {}
     try:
         check_resources(todo, node_resources())
-        result.token_cache = _tokenizer_stage(spec, tokenizer_function, stream)
+        result.token_cache = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
         revision = git_revision()
         run_ids = {trial.key: (existing[trial.key].info.run_id if trial.key in existing
                                else tracker.create_trial_run(trial, revision)) for trial in todo}
@@ -180,18 +181,26 @@ def launch(spec: StudySpec, address: str | None = None, max_concurrent: int | No
     return result
 
 
-def _tokenizer_stage(spec: StudySpec, tokenizer_function: Callable | None, stream: TextIO) -> str:
+def _tokenizer_stage(spec: StudySpec, tracker: StudyTracker, tokenizer_function: Callable | None,
+                     stream: TextIO) -> str:
     """Build (or reuse) the study's token cache once, in a Ray task, on the shared storage."""
     import ray
 
     from orchestration.tokenizer_stage import run_tokenizer_stage
 
     function = tokenizer_function or run_tokenizer_stage
-    gpus = 1 if any(rule for _, rule in spec.resources.gpus.steps) and ray.cluster_resources().get("GPU") else 0
-    cpus = max(1.0, min(rule for _, rule in spec.resources.cpus.steps))
-    cpus = min(cpus, max(node.get("CPU", 0.0) for node in node_resources()))
+    wants_gpu = any(amount for _, amount in spec.resources.gpus.steps)
+    gpus = 1 if wants_gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    # The largest CPU share any node can give, up to 4: tokenising is the stage's bulk work.
+    cpus = min(4.0, max(node.get("CPU", 0.0) for node in node_resources()))
     started = time.monotonic()
-    path = ray.get(ray.remote(function).options(num_cpus=cpus, num_gpus=gpus, max_retries=1,
-                                                name="tokenizer stage").remote(spec))
-    stream.write(f"token cache ready in {time.monotonic() - started:.1f} s: {path}\n")
-    return path
+    stage = ray.get(ray.remote(function).options(num_cpus=cpus, num_gpus=gpus, max_retries=1,
+                                                 name="tokenizer stage").remote(spec))
+    reused = "reused" if stage.get("reused_cache") else "built"
+    stream.write(f"token cache {reused} in {time.monotonic() - started:.1f} s: {stage['cache_path']}\n")
+    tracker.log_parent_artifact_text(json.dumps(stage, indent=2, default=str), "tokenizer_stage.json")
+    numbers = {f"tokenizer_{name}": value for name, value in {**stage.get("report", {}),
+                                                              **stage.get("baselines", {})}.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    tracker.log_parent_metrics(numbers)
+    return stage["cache_path"]

@@ -18,11 +18,9 @@ def spec_to_mapping(spec: StudySpec) -> dict[str, Any]:
     model, recipe, resources, tokenizer = spec.model, spec.recipe, spec.resources, spec.tokenizer
     budgets_values = (list(spec.budgets.grid) if spec.budgets.grid is not None
                       else {depth: list(values) for depth, values in spec.budgets.per_depth.items()})
-    tokenizer_mapping = {"kind": tokenizer.kind, "preset": tokenizer.preset, "overrides": dict(tokenizer.overrides)}
-    if tokenizer.kind == "train":
-        tokenizer_mapping.update(steps=tokenizer.steps, batch_size=tokenizer.batch_size, lr=tokenizer.lr)
-    else:
-        tokenizer_mapping["vqvae_path"] = tokenizer.vqvae_path
+    tokenizer_mapping = {"kind": tokenizer.kind, "preset": tokenizer.preset, "overrides": dict(tokenizer.overrides),
+                         "training": dict(tokenizer.training), "vqvae_path": tokenizer.vqvae_path,
+                         "encode_batch_size": tokenizer.encode_batch_size}
     return {
         "name": spec.name,
         "storage": spec.storage,

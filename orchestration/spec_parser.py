@@ -57,17 +57,28 @@ def _data(section: Section) -> DataConfig:
 
 
 def _tokenizer(section: Section) -> TokenizerSpec:
+    from var_model.tokenizer.training import TokenizerTrainingConfig
+
     kind = section.string("kind", required=True, choices=TOKENIZER_KINDS)
     preset = section.string("preset", "official" if kind == "load_official" else "debug", choices=TOKENIZER_PRESETS)
     overrides = section.raw("overrides", {})
     if not isinstance(overrides, dict):
         raise ConfigError(f"tokenizer.overrides: expected a mapping of VQVAEConfig fields, got {describe(overrides)}")
+    training = section.raw("training", {})
+    if not isinstance(training, dict):
+        raise ConfigError(f"tokenizer.training: expected a mapping of training fields, got {describe(training)}")
+    known = sorted(item.name for item in dataclasses.fields(TokenizerTrainingConfig))
+    unknown = sorted(set(training) - set(known))
+    if unknown:
+        raise ConfigError(f"tokenizer.training.{unknown[0]}: unknown key (allowed keys: {', '.join(known)})")
+    try:
+        TokenizerTrainingConfig(**training)
+    except ConfigError as error:
+        raise ConfigError(f"tokenizer.training: {error}") from None
     spec = TokenizerSpec(
-        kind=kind, preset=preset, overrides=overrides,
-        steps=section.integer("steps", 0, minimum=0),
-        batch_size=section.integer("batch_size", 16, minimum=1),
-        lr=section.number("lr", 3e-4, positive=True),
+        kind=kind, preset=preset, overrides=overrides, training=training,
         vqvae_path=section.string("vqvae_path"),
+        encode_batch_size=section.integer("encode_batch_size", 128, minimum=1),
     )
     section.finish()
     return spec

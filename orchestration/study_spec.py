@@ -32,14 +32,11 @@ class TokenizerSpec:
     kind: str  # train | load_official
     preset: str = "debug"  # which VQVAEConfig to start from: debug (tiny, CPU) or official (VAR's)
     overrides: dict = field(default_factory=dict)  # VQVAEConfig fields changed from the preset
-    steps: int = 0  # kind train: optimizer steps
-    batch_size: int = 16
-    lr: float = 3e-4
+    training: dict = field(default_factory=dict)  # var_model.tokenizer.TokenizerTrainingConfig fields
     vqvae_path: str | None = None  # kind load_official: the released vae_ch160v4096z32.pth
+    encode_batch_size: int = 128
 
     def __post_init__(self):
-        if self.kind == "train" and self.steps < 1:
-            raise ConfigError(f"tokenizer.steps: must be >= 1 when tokenizer.kind is train, got {self.steps}")
         if self.kind == "load_official" and not self.vqvae_path:
             raise ConfigError("tokenizer.vqvae_path: required when tokenizer.kind is load_official")
         if self.kind == "load_official" and self.preset != "official":

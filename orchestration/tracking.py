@@ -14,12 +14,12 @@ The trial key is the identity: a relaunch finds the child run by its tag and reu
 
 from __future__ import annotations
 
-import os
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from mlflow.entities import Param, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from orchestration.study_spec import StudySpec
@@ -153,14 +153,10 @@ class StudyTracker:
     def finish_parent(self, interrupted: bool = False) -> None:
         self.client.set_terminated(self.parent_run_id, status="KILLED" if interrupted else "FINISHED")
 
+    def log_parent_metrics(self, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.parent_run_id, metrics=[Metric(key, float(value), now, 0)
+                                                           for key, value in metrics.items()])
+
     def log_parent_tags(self, tags: dict[str, str]) -> None:
         self.client.log_batch(self.parent_run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
-
-
-def tracking_environment(spec: StudySpec) -> dict[str, str]:
-    """Environment for trial processes: the store, and no run-level side effects."""
-    environment = {"MLFLOW_TRACKING_URI": spec.tracking_uri}
-    for name in ("MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-        if name in os.environ:  # passed through to workers, never logged
-            environment[name] = os.environ[name]
-    return environment

@@ -21,9 +21,6 @@ from mlflow.tracking import MlflowClient
 
 from var_model.training.callbacks import TrialCallback
 
-from orchestration.tracking import STATUS_TAG
-
-# Finals the trainer reports on `TrialResult.metrics`, logged under the same names.
 SAMPLE_GRID_NAMES = ("samples.png", "sample_grid.png")
 
 
@@ -77,7 +74,6 @@ class MlflowTrialCallback(TrialCallback):
                 self.client.log_artifact(self.run_id, str(self.output_dir / name))
         # The status tag and terminal status are set by the task wrapper after on_end returns,
         # so a crash inside on_end leaves the trial unfinished (it will be resumed).
-        _ = STATUS_TAG
 
 
 def _same_number(first: str, second: str) -> bool:

@@ -47,7 +47,7 @@ def fake_run_trial(config, callback=None, resume: bool = True) -> TrialResult:
     return result
 
 
-def fake_tokenizer_stage(spec) -> str:
+def fake_tokenizer_stage(spec) -> dict:
     path = Path(spec.storage, "token_cache", "fake")
     path.mkdir(parents=True, exist_ok=True)
-    return str(path)
+    return {"cache_path": str(path), "report": {"mse": 0.5}, "baselines": {}, "reused_cache": False}

@@ -1,0 +1,155 @@
+"""`varscale`: the command line of the workbench.
+
+Tiny CPU walk-through (minutes on a laptop):
+
+    varscale dry-run studies/smoke.yaml              # the trials, their params, FLOPs and cost
+    varscale launch studies/smoke.yaml               # tokenizer stage, then every trial on Ray
+    varscale status studies/smoke.yaml               # per-trial state and last metrics (MLflow)
+    varscale fit studies/smoke.yaml                  # scaling-law fits, figures, MLflow parent run
+    varscale ui studies/smoke.yaml                   # MLflow UI on http://127.0.0.1:5000
+    varscale demo studies/smoke.yaml                 # launch + fit + how to look at the results
+
+Every study command takes `--set key.sub=value` (repeatable) to override the file, e.g.
+`--set model.depths=[2,4] --set storage=/tmp/smoke`. Other subcommands (train, tokenizer,
+sample, bench, fit) come from their own layers through `register(subparsers)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from var_model.errors import VarScaleError
+
+# Subcommands owned by other layers: each module has `register(subparsers)` that adds its
+# parsers and sets `handler`. Imported lazily so `varscale --help` stays fast.
+REGISTERED_COMMANDS = ("var_model.training.command", "var_model.bench", "orchestration.fit_command")
+
+
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="study file, e.g. studies/smoke.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a study field (YAML value), e.g. --set model.depths=[2,4]; repeatable")
+
+
+def _load(args):
+    from orchestration.study_spec import load_study
+
+    return load_study(args.study, args.overrides)
+
+
+def _dry_run(args) -> int:
+    from orchestration.dry_run import dry_run_table
+
+    print(dry_run_table(_load(args)))
+    return 0
+
+
+def _launch(args) -> int:
+    from orchestration.launcher import launch
+
+    spec = _load(args)
+    result = launch(spec, address=args.address, max_concurrent=args.max_concurrent, dashboard=args.dashboard)
+    for key, error in result.errors.items():
+        print(f"FAILED {key}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+    counts = {}
+    for status in result.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    print(f"{spec.name}: " + ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+          + f" ({len(result.skipped)} finished earlier) in {result.seconds:.1f} s")
+    if result.interrupted:
+        return 130
+    return 0 if result.ok else 1
+
+
+def _status(args) -> int:
+    from orchestration.status import status_table
+
+    print(status_table(_load(args)))
+    return 0
+
+
+def _ui(args) -> int:
+    from orchestration.ui import run_ui
+
+    return run_ui(_load(args).tracking_uri, host=args.host, port=args.port)
+
+
+def _demo(args) -> int:
+    from orchestration.tracking import redact_uri
+
+    spec = _load(args)
+    code = _launch(args)
+    if code != 0:
+        return code
+    parser = build_parser()
+    fit_arguments = parser.parse_args(["fit", spec.name, "--tracking-uri", spec.tracking_uri])
+    code = fit_arguments.handler(fit_arguments)
+    overrides = "".join(f" --set {item}" for item in args.overrides)
+    print("\nnext:")
+    print(f"  varscale status {args.study}{overrides}      # per-trial state and metrics")
+    print(f"  varscale ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
+    print(f"  MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' jupyter lab notebooks/   # the analysis notebooks")
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="varscale", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dry_run = subparsers.add_parser("dry-run", help="print the trials of a study and their cost; trains nothing")
+    _study_arguments(dry_run)
+    dry_run.set_defaults(handler=_dry_run)
+
+    for name, handler, help_text in (
+        ("launch", _launch, "run a study's trials on Ray (local, or a cluster with --address)"),
+        ("demo", _demo, "launch a study, fit its scaling laws, and print how to look at the results"),
+    ):
+        command = subparsers.add_parser(name, help=help_text)
+        _study_arguments(command)
+        command.add_argument("--address", default=None,
+                             help="Ray cluster address (host:6379 or 'auto'); default: RAY_ADDRESS, else a local Ray")
+        command.add_argument("--max-concurrent", type=int, default=None,
+                             help="at most N trials at once (default: as many as the resources allow)")
+        command.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (on 127.0.0.1)")
+        command.set_defaults(handler=handler)
+
+    status = subparsers.add_parser("status", help="per-trial state and last metrics, from MLflow")
+    _study_arguments(status)
+    status.set_defaults(handler=_status)
+
+    ui = subparsers.add_parser("ui", help="start the MLflow UI for a study's store")
+    _study_arguments(ui)
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(handler=_ui)
+
+    for module_name in REGISTERED_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:  # TEMPORARY while other layers land; removed at integration
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except VarScaleError as error:
+        # Bad input or a failed start: the message says what and how to fix it; no traceback.
+        print(f"varscale {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,146 @@
+"""Study files: a good one parses into the expected trials; each kind of mistake is refused
+with a message that names the field, the value and what is allowed."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestration.resolved import spec_to_yaml
+from orchestration.spec_parser import parse_study
+from orchestration.study_spec import load_study
+from orchestration.trials import expand, format_budget
+from var_model.errors import ConfigError
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny_study.yaml"
+
+
+def tiny_mapping() -> dict:
+    return yaml.safe_load(TINY.read_text())
+
+
+def parse_with(tmp_path, **changes) -> None:
+    mapping = tiny_mapping()
+    for dotted, value in changes.items():
+        node = mapping
+        *parents, last = dotted.split("__")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    parse_study(mapping, base_directory=str(tmp_path))
+
+
+def test_tiny_study_expands_to_keyed_trials(tmp_path):
+    spec = load_study(str(TINY), [f"storage={tmp_path}"])
+    trials = expand(spec)
+    assert [trial.key for trial in trials] == ["d1-b16-s0", "d1-b32-s0", "d2-b16-s0", "d2-b32-s0"]
+    first = trials[0]
+    assert (first.width, first.heads, first.steps, first.images) == (32, 2, 2, 16)
+    assert first.lr == pytest.approx(0.032 * 8 / 256)
+    assert spec.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_overrides_are_typed_by_yaml(tmp_path):
+    spec = load_study(str(TINY), [f"storage={tmp_path}", "model.depths=[3]", "recipe.base_lr=1e-2",
+                                  "budgets.values={3: [64]}"])
+    (trial,) = expand(spec)
+    assert (trial.depth, trial.key, trial.steps) == (3, "d3-b64-s0", 8)
+    assert spec.recipe.base_lr.at(3) == 0.01
+
+
+def test_resolved_spec_round_trips(tmp_path):
+    spec = load_study(str(TINY), [f"storage={tmp_path}"])
+    saved = tmp_path / "study.resolved.yaml"
+    saved.write_text(spec_to_yaml(spec))
+    again = load_study(str(saved))
+    assert again == spec
+    assert [trial.key for trial in expand(again)] == [trial.key for trial in expand(spec)]
+
+
+def test_budget_keys_are_short_and_stable():
+    assert [format_budget(value) for value in (1e12, 2.5e11, 5000.0, 16.0, 3e-5)] == [
+        "1e12", "2.5e11", "5000", "16", "3e-5"]
+
+
+def test_unknown_key_is_named_with_its_path(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.widht_per_depth: unknown key 'widht_per_depth'.*allowed keys: depths"):
+        parse_with(tmp_path, model__widht_per_depth=64)
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"^sedes: unknown key 'sedes' in the study file"):
+        parse_with(tmp_path, sedes=[0])
+
+
+def test_wrong_type_names_field_and_value(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.depths\[1\]: expected an integer, got 'two' \(str\)"):
+        parse_with(tmp_path, model__depths=[1, "two"])
+    with pytest.raises(ConfigError, match=r"recipe\.base_lr: expected a number, got 'fast' \(str\)"):
+        parse_with(tmp_path, recipe__base_lr="fast")
+
+
+def test_empty_depth_list(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.depths: must not be empty"):
+        parse_with(tmp_path, model__depths=[])
+
+
+def test_budget_that_gives_zero_steps(tmp_path):
+    with pytest.raises(ConfigError, match=r"budgets\.values: images budget 4 gives 0 steps at depth 1 "
+                                          r"with recipe\.batch_size 8"):
+        parse_with(tmp_path, budgets__values=[4, 32])
+
+
+def test_patch_nums_must_end_at_the_latent_side(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.patch_nums: \[1, 2, 3\] must end at the latent side 4 "
+                                          r"\(data\.resolution 32 / tokenizer downsampling 8\)"):
+        parse_with(tmp_path, model__patch_nums=[1, 2, 3])
+
+
+def test_missing_required_field(tmp_path):
+    mapping = tiny_mapping()
+    del mapping["recipe"]["batch_size"]
+    with pytest.raises(ConfigError, match=r"recipe\.batch_size: required field is missing"):
+        parse_study(mapping, base_directory=str(tmp_path))
+
+
+def test_choice_fields_list_what_is_allowed(tmp_path):
+    with pytest.raises(ConfigError, match=r"budgets\.kind: 'epochs' is not allowed; choose one of flops, images, tokens"):
+        parse_with(tmp_path, budgets__kind="epochs")
+
+
+def test_per_depth_budgets_must_cover_every_depth(tmp_path):
+    with pytest.raises(ConfigError, match=r"budgets\.values: no budgets for depth\(s\) \[2\] of model\.depths"):
+        parse_with(tmp_path, budgets__values={1: [16]})
+
+
+def test_depth_rule_must_start_at_or_below_every_depth(tmp_path):
+    with pytest.raises(ConfigError, match=r"recipe\.batch_size: no value for depth 1; the mapping starts at depth 2"):
+        parse_with(tmp_path, recipe__batch_size={2: 8})
+
+
+def test_width_must_split_into_heads(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.width_per_depth: 40 must be a multiple of model\.head_dim \(16\)"):
+        parse_with(tmp_path, model__width_per_depth=40)
+
+
+def test_trial_section_refuses_fields_the_study_sets(tmp_path):
+    with pytest.raises(ConfigError, match=r"trial\.batch_size: set by the study"):
+        parse_with(tmp_path, trial__batch_size=4)
+
+
+def test_data_errors_come_from_the_data_config(tmp_path):
+    with pytest.raises(ConfigError, match=r"data\.resolution is 30"):
+        parse_with(tmp_path, data__resolution=30)
+
+
+def test_yaml_object_tags_are_refused(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['echo owned']\n")
+    with pytest.raises(ConfigError, match=r"is not valid YAML"):
+        load_study(str(evil))
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match=r"--set 'model\.depths': expected KEY\.SUB=VALUE"):
+        load_study(str(TINY), ["model.depths"])
