@@ -49,6 +49,9 @@ class SelfAttention(nn.Module):
     With `attn_l2_norm`, q and k are unit vectors per head and q is scaled by
     exp(min(s_h, ln 100)), s_h learned per head (init ln 4); the softmax scale is then 1.
     Without it the scale is 0.25/sqrt(head_dim), as in the release.
+    Kernels: PyTorch SDPA picks an exact fused kernel: in training (additive block-causal
+    mask) the memory-efficient kernel on CUDA and the fused CPU kernel here; with the KV
+    cache no mask is needed, so CUDA can use flash attention.
     """
 
     def __init__(self, width: int, num_heads: int, attn_l2_norm: bool):

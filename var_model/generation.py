@@ -104,7 +104,7 @@ def generate(var, labels=None, cfg: float = 1.5, top_k: int = 900, top_p: float 
     label_B = _labels_tensor(var, labels, batch_size, device, generator)
     B, patch_nums, K = label_B.shape[0], var.patch_nums, len(var.patch_nums)
     if reference_indices is not None:
-        vqvae._check_indices(reference_indices, need=K)
+        vqvae.check_indices(reference_indices, need=K)
         keep_masks = _keep_masks(keep_mask.to(device), patch_nums, B)
         reference_indices = [idx.to(device).expand(B, -1) for idx in reference_indices]
 
@@ -173,7 +173,7 @@ def cached_teacher_forcing_logits(var, label_B: torch.Tensor, indices: list[torc
     CFG) for given tokens; each (B, pn*pn, V). They equal `var(label_B, teacher input)` split
     by scale (in eval mode), which shows that the cache is exact."""
     var.check_labels(label_B)
-    var.vqvae._check_indices(indices, need=len(var.patch_nums))
+    var.vqvae.check_indices(indices, need=len(var.patch_nums))
     _, _, logits = run_scales(var, label_B, lambda k, logits_BlV: indices[k], copies=1,
                                keep_logits=True)
     return logits

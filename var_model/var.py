@@ -41,6 +41,14 @@ def block_causal_bias(patch_nums: tuple[int, ...]) -> torch.Tensor:
 
 
 class VAR(nn.Module):
+    """Class-conditional next-scale prediction over the VQVAE's K token maps.
+
+    Sequence: [class embedding + pos_start, word_embed(teacher input)] + lvl_embed(scale)
+    + pos_1LC; AdaLN blocks under the block-causal mask; AdaLN head -> logits over V codes.
+    The VQVAE is held as a non-parameter reference (for sampling), so `state_dict()` holds
+    VAR weights only, with the released key names.
+    """
+
     def __init__(self, config: VARConfig | None = None, vqvae: nn.Module | None = None):
         super().__init__()
         config = config if config is not None else VARConfig()

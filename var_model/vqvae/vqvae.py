@@ -31,7 +31,7 @@ class VQVAE(nn.Module):
         return self.config.patch_nums
 
     # ---------------------------------------------------------------- input checks
-    def _check_images(self, img_B3HW: torch.Tensor) -> None:
+    def check_images(self, img_B3HW: torch.Tensor) -> None:
         size, channels = self.config.image_size, self.config.in_channels
         if not isinstance(img_B3HW, torch.Tensor) or img_B3HW.ndim != 4 or img_B3HW.shape[1] != channels:
             shape = tuple(img_B3HW.shape) if isinstance(img_B3HW, torch.Tensor) else type(img_B3HW).__name__
@@ -42,7 +42,7 @@ class VQVAE(nn.Module):
                 f"{self.config.patch_nums} end at latent side {self.config.latent_size}, which needs "
                 f"{size}x{size} images (image_size={size})")
 
-    def _check_indices(self, indices: list[torch.Tensor], need: int) -> None:
+    def check_indices(self, indices: list[torch.Tensor], need: int) -> None:
         if not isinstance(indices, (list, tuple)) or len(indices) < need or len(indices) > len(self.patch_nums):
             count = len(indices) if isinstance(indices, (list, tuple)) else type(indices).__name__
             raise DataError(f"expected a list of {need} index tensors (one per scale of "
@@ -58,7 +58,7 @@ class VQVAE(nn.Module):
     # ---------------------------------------------------------------- tokenizer encoding
     @torch.no_grad()
     def encode_latent(self, img_B3HW: torch.Tensor) -> torch.Tensor:
-        self._check_images(img_B3HW)
+        self.check_images(img_B3HW)
         return self.quant_conv(self.encoder(img_B3HW))
 
     @torch.no_grad()
@@ -70,7 +70,7 @@ class VQVAE(nn.Module):
     @torch.no_grad()  # the tokenizer is frozen while the VAR trains: its input is data
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Token maps of all K scales -> VAR input (B, L - pn0^2, Cvae) for scales 1..K-1."""
-        self._check_indices(indices, need=len(self.patch_nums) - 1)
+        self.check_indices(indices, need=len(self.patch_nums) - 1)
         return self.quantize.teacher_forcing_input(indices)
 
     # ---------------------------------------------------------------- decoding / inference
@@ -81,7 +81,7 @@ class VQVAE(nn.Module):
     @torch.no_grad()
     def decode_indices(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Token maps of all K scales -> images (B, 3, H, W) in [-1, 1]."""
-        self._check_indices(indices, need=len(self.patch_nums))
+        self.check_indices(indices, need=len(self.patch_nums))
         return self.latent_to_image(self.quantize.indices_to_latent(indices))
 
     # ---------------------------------------------------------------- tokenizer training
@@ -95,7 +95,7 @@ class VQVAE(nn.Module):
         estimator; the quantizer loss (commitment beta) trains the codebook and phis.
         Code usage k is the fraction of the codebook hit at scale k in this batch.
         """
-        self._check_images(img_B3HW)
+        self.check_images(img_B3HW)
         f_BChw = self.quant_conv(self.encoder(img_B3HW))
         f_hat_BChw, quantizer_loss, usage_K = self.quantize(f_BChw)
         reconstruction = self.decoder(self.post_quant_conv(f_hat_BChw))
