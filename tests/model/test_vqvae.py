@@ -77,3 +77,16 @@ def test_bad_indices_are_clear_errors(tiny_vqvae):
         tiny_vqvae.decode_indices([good[0], good[1], torch.full((2, 16), 64)])
     with pytest.raises(DataError, match="list of 3"):
         tiny_vqvae.decode_indices(good[:2])
+
+
+def test_release_sized_teacher_forcing_input_shape():
+    """256px: (B, L - 1, Cvae) = (B, 679, 32); 512px scales give L = 2240 (quantizer alone: cheap)."""
+    from var_model.config import PATCH_NUMS_512
+    from var_model.vqvae import MultiScaleQuantizer
+
+    torch.manual_seed(0)
+    quantizer = MultiScaleQuantizer(VQVAEConfig())
+    indices = [torch.randint(0, 4096, (2, pn * pn)) for pn in quantizer.patch_nums]
+    assert quantizer.teacher_forcing_input(indices).shape == (2, 679, 32)
+    assert quantizer.indices_to_latent(indices).shape == (2, 32, 16, 16)
+    assert VQVAEConfig(image_size=512, patch_nums=PATCH_NUMS_512).sequence_length == 2240
