@@ -104,16 +104,21 @@ def flops_per_image(config: VARConfig, training: bool = True) -> int:
     P = 286,434 vs L^2 = 462,400). Elementwise work (norms, softmax, GELU, biases) and the
     class/level/position lookups are not counted. Compare `six_n_l`.
     """
-    C, d, F_, L = config.width, config.depth, config.ffn_hidden, config.sequence_length
-    linear_multiply_adds = (
-        (L - config.first_length) * config.latent_channels * C
-        + L * d * (4 * C * C + 2 * C * F_)
-        + (6 * C * C if config.shared_adaln else d * 6 * C * C)
-        + 2 * C * C
-        + L * C * config.codebook_size
-    )
-    forward = 2 * linear_multiply_adds + attention_flops(config)
+    forward = sum(flops_breakdown(config).values())
     return 3 * forward if training else forward
+
+
+def flops_breakdown(config: VARConfig) -> dict[str, int]:
+    """Forward FLOPs per image by part (they sum to `flops_per_image(training=False)`)."""
+    C, d, F_, L = config.width, config.depth, config.ffn_hidden, config.sequence_length
+    return dict(
+        word_embed=2 * (L - config.first_length) * config.latent_channels * C,
+        block_linears=2 * L * d * (4 * C * C + 2 * C * F_),
+        attention=attention_flops(config),
+        block_adaln=2 * (6 * C * C if config.shared_adaln else d * 6 * C * C),
+        head_adaln=2 * 2 * C * C,
+        head=2 * L * C * config.codebook_size,
+    )
 
 
 def six_n_l(config: VARConfig) -> int:

@@ -79,6 +79,7 @@ def test_linear_flops_match_torch_flop_counter():
     assert forward - counting.attention_flops(config) == linear_flops
     assert counting.flops_per_image(config, training=True) == 3 * forward
     assert var.flops_per_image() == 3 * forward
+    assert sum(counting.flops_breakdown(config).values()) == forward
 
 
 def test_six_n_l_overcounts_by_spec_ratio():
