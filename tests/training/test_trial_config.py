@@ -1,0 +1,50 @@
+import math
+
+import pytest
+
+from var_model.errors import ConfigError
+from var_model.training import TrialConfig
+
+
+def test_yaml_round_trip_keeps_every_field(tmp_path):
+    config = TrialConfig(token_cache="/c", output_dir="/o", model={"depth": 3}, budget_kind="flops",
+                         budget_value=1e12, schedule="wsd", eval_images=100)
+    path = tmp_path / "trial.yaml"
+    config.to_yaml(path)
+    assert TrialConfig.from_yaml(path) == config
+    assert TrialConfig.from_dict(config.to_dict()) == config
+    assert config.peak_lr == pytest.approx(1e-4 * 64 / 256)
+    assert TrialConfig.from_yaml(path).divergence_loss == math.inf
+
+
+def test_yaml_numbers_without_a_dot_are_read_as_numbers(tmp_path):
+    path = tmp_path / "trial.yaml"
+    path.write_text("token_cache: c\noutput_dir: o\nmodel: {depth: 2}\nbudget_kind: flops\nbudget_value: 1e12\n")
+    assert TrialConfig.from_yaml(path).budget_value == 1e12
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"budget_kind": "epochs"}, "budget_kind"),
+    ({"budget_value": 0}, "budget_value"),
+    ({"schedule": "step"}, "schedule"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"model": {"depth": 2, "codebook_size": 10}}, "come from the token cache"),
+    ({"model": {"depth": 2, "detph": 3}}, "unknown model keys"),
+    ({"model": {}}, "model.depth"),
+    ({"precision": "fp8"}, "precision"),
+    ({"device": "tpu"}, "device"),
+    ({"warmup_fraction": 1.5}, "warmup_fraction"),
+])
+def test_invalid_fields_are_named(changes, fragment):
+    values = {"token_cache": "/c", "output_dir": "/o", **changes}
+    with pytest.raises(ConfigError, match=fragment):
+        TrialConfig(**values)
+
+
+def test_unknown_and_missing_keys(tmp_path):
+    with pytest.raises(ConfigError, match="unknown trial config keys"):
+        TrialConfig.from_dict({"token_cache": "c", "output_dir": "o", "lr": 1})
+    with pytest.raises(ConfigError, match="lacks required"):
+        TrialConfig.from_dict({"token_cache": "c"})
+    with pytest.raises(ConfigError, match="does not exist"):
+        TrialConfig.from_yaml(tmp_path / "missing.yaml")
