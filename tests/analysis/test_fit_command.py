@@ -1,0 +1,59 @@
+"""`varscale fit`: table, figures, results files, and MLflow logging to the parent run."""
+import argparse
+import json
+
+import pytest
+
+from orchestration.fit_command import fit_study, read_name_and_tracking_uri, register, resolve_study
+
+
+def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+
+    out = tmp_path / "fits"
+    results = fit_study(synthetic_study["study"], synthetic_study["tracking_uri"], str(out), n_bootstrap=20)
+    printed = capsys.readouterr().out
+    assert "test_loss_last" in printed and "completed of 9 trials" in printed
+    for stem in ("scaling_vs_size", "frontier_test_loss_last", "per_scale_loss", "training_curves",
+                 "predicted_vs_actual"):
+        assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.svg").stat().st_size > 0
+    saved = json.loads((out / "results.json").read_text())
+    law = next(law for law in saved["laws"] if law["metric"] == "test_loss_last" and law["against"] == "N")
+    assert law["alpha"] == pytest.approx(-0.23, abs=0.01)
+    assert law["alpha_low"] < law["alpha"] < law["alpha_high"]
+    assert saved["status_counts"] == {"completed": 7, "failed": 1, "diverged": 1}
+    assert (out / "laws.csv").read_text().startswith("metric,against,law")
+
+    client = MlflowClient(synthetic_study["tracking_uri"])
+    assert results["parent_run_id"] == synthetic_study["parent_run_id"]
+    parent = client.get_run(results["parent_run_id"])
+    assert parent.data.metrics["fit.test_loss_last.N.alpha"] == pytest.approx(law["alpha"])
+    assert parent.data.tags["fit.test_loss_last.N.law"].startswith("test_loss_last = (")
+    artifacts = {item.path for item in client.list_artifacts(results["parent_run_id"], "fits")}
+    assert {"fits/results.json", "fits/scaling_vs_size.svg", "fits/laws.csv"} <= artifacts
+
+
+def test_register_adds_the_fit_subcommand():
+    parser = argparse.ArgumentParser(prog="varscale")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["fit", "my-study", "--tracking-uri", "sqlite:///x.db", "--bootstrap", "50"])
+    assert (args.study, args.tracking_uri, args.bootstrap, args.out) == ("my-study", "sqlite:///x.db", 50, None)
+    assert callable(args.handler)
+
+
+def test_study_argument_may_be_a_name_or_a_yaml_file(tmp_path):
+    assert resolve_study("plain-name", "sqlite:///a.db") == ("plain-name", "sqlite:///a.db")
+    path = tmp_path / "study.yaml"
+    path.write_text("name: tiny\ntracking_uri: sqlite:////tmp/tiny.db\nmodel: {depths: [2]}\n")
+    assert read_name_and_tracking_uri(path) == ("tiny", "sqlite:////tmp/tiny.db")
+    assert read_name_and_tracking_uri(path, "sqlite:///override.db") == ("tiny", "sqlite:///override.db")
+    (tmp_path / "bad.yaml").write_text("depths: [2]\n")
+    with pytest.raises(ValueError, match="no top-level 'name:'"):
+        read_name_and_tracking_uri(tmp_path / "bad.yaml")
+    with pytest.raises(FileNotFoundError):
+        resolve_study(str(tmp_path / "missing.yaml"), None)
+
+
+def test_bad_bootstrap_count_is_refused(synthetic_study, tmp_path):
+    with pytest.raises(ValueError, match="--bootstrap must be 0"):
+        fit_study(synthetic_study["study"], synthetic_study["tracking_uri"], str(tmp_path), n_bootstrap=1)
