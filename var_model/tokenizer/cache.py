@@ -181,6 +181,24 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def resolve_cache_path(path: str | os.PathLike[str]) -> Path:
+    """A cache directory, or a cache root holding exactly one cache (`tokens-*`): then that
+    one. A root with several caches is ambiguous: the error lists them."""
+    path = Path(path)
+    if (path / MANIFEST_FILE).is_file() or not path.is_dir():
+        return path
+    caches = sorted(child for child in path.glob("tokens-*")
+                    if child.is_dir() and "." not in child.name and (child / MANIFEST_FILE).is_file())
+    if len(caches) == 1:
+        return caches[0]
+    if len(caches) > 1:
+        raise DataError(
+            f"{path} holds {len(caches)} token caches ({', '.join(c.name for c in caches)}); "
+            "name one of them as token_cache"
+        )
+    return path
+
+
 class TokenCache:
     """A verified, read-only token cache. Arrays are memory-mapped: opening costs a checksum
     pass over the files (verify=True), not a copy."""
@@ -192,7 +210,7 @@ class TokenCache:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], verify: bool = True) -> "TokenCache":
-        path = Path(path)
+        path = resolve_cache_path(path)
         manifest_path = path / MANIFEST_FILE
         if not manifest_path.is_file():
             raise DataError(
