@@ -8,7 +8,7 @@ error instead of stopping the others.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -36,12 +36,19 @@ class LawReport:
     def row(self) -> dict:
         row = {"metric": self.metric, "against": self.against, "law": None, "alpha": np.nan, "beta": np.nan,
                "r": np.nan, "n_points": 0, "alpha_low": np.nan, "alpha_high": np.nan, "beta_low": np.nan,
-               "beta_high": np.nan, "holdout_relative_error": np.nan, "error": self.error}
+               "beta_high": np.nan, "holdout_relative_error": np.nan, "predicted_at": np.nan,
+               "predicted": np.nan, "predicted_low": np.nan, "predicted_high": np.nan, "error": self.error}
         if self.fit is None:
             return row
         x_name = "N" if self.against == "N" else "C"
         row.update(law=self.fit.law(self.metric, x_name), alpha=self.fit.alpha, beta=self.fit.beta,
                    r=self.fit.r, n_points=self.fit.n_points)
+        if self.bootstrap is not None and self.bootstrap.prediction_intervals is not None:
+            # The law's prediction one step beyond the data (2x the largest N or C), with its interval.
+            at = self.bootstrap.options["predict_at"]
+            row.update(predicted_at=at, predicted=float(self.fit.predict(at)),
+                       predicted_low=float(self.bootstrap.prediction_intervals[0, 0]),
+                       predicted_high=float(self.bootstrap.prediction_intervals[0, 1]))
         if self.bootstrap is not None:
             row.update(alpha_low=self.bootstrap.intervals["alpha"][0], alpha_high=self.bootstrap.intervals["alpha"][1],
                        beta_low=self.bootstrap.intervals["beta"][0], beta_high=self.bootstrap.intervals["beta"][1])
@@ -67,6 +74,10 @@ class StudyFits:
         raise KeyError(f"no law for {metric} vs {against}; have {[(l.metric, l.against) for l in self.laws]}")
 
 
+def _with_prediction_point(bootstrap: BootstrapResult, at: float) -> BootstrapResult:
+    return replace(bootstrap, options={**bootstrap.options, "predict_at": at})
+
+
 def _law_vs_size(trials: pd.DataFrame, metric: str, n_bootstrap: int, seed: int, irreducible: float) -> LawReport:
     try:
         rows = trials.dropna(subset=[metric, "params_total"])
@@ -74,9 +85,11 @@ def _law_vs_size(trials: pd.DataFrame, metric: str, n_bootstrap: int, seed: int,
         fit = fit_power_law(rows["params_total"], rows[metric], **options)
         bootstrap = None
         if n_bootstrap:
+            at = 2.0 * float(rows["params_total"].max())
             bootstrap = bootstrap_fit(fit_power_law, rows["params_total"].to_numpy(), rows[metric].to_numpy(),
                                       groups=rows["trial_key"].to_numpy(), n_resamples=n_bootstrap, seed=seed,
-                                      predict_at=(rows["params_total"].to_numpy(),), **options)
+                                      predict_at=(np.array([at]),), **options)
+            bootstrap = _with_prediction_point(bootstrap, at)
         extrapolation = None
         if rows["params_total"].nunique() >= 3:
             extrapolation = extrapolation_check(fit_power_law, rows["params_total"], rows[metric], **options)
@@ -90,8 +103,10 @@ def _law_vs_compute(curves: pd.DataFrame, metric: str, n_bootstrap: int, seed: i
         frontier = fit_frontier(curves, metric=metric, irreducible=irreducible)
         bootstrap = None
         if n_bootstrap:
+            at = 2.0 * float(frontier.frontier["flops"].max())
             bootstrap = bootstrap_fit(fit_frontier, curves, groups="trial_key", n_resamples=n_bootstrap, seed=seed,
-                                      metric=metric, irreducible=irreducible)
+                                      predict_at=(np.array([at]),), metric=metric, irreducible=irreducible)
+            bootstrap = _with_prediction_point(bootstrap, at)
         extrapolation = None
         if curves["trial_key"].nunique() >= 3:
             extrapolation = frontier_extrapolation_check(curves, metric=metric, irreducible=irreducible)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 import yaml
@@ -107,11 +108,12 @@ def _results(study_frame, fits, tracking_uri) -> dict:
 
 def _format_table(table) -> str:
     shown = table[table["error"].isna()] if "error" in table else table
-    lines = [f"{'metric':<16} {'vs':<2} {'law':<48} {'alpha [95% CI]':<28} {'r':>8} {'n':>4} {'holdout err':>11}"]
+    lines = [f"{'metric':<16} {'vs':<2} {'law':<48} {'alpha [95% CI]':<32} {'r':>8} {'n':>4} {'holdout err':>11}"]
     for row in shown.itertuples():
         interval = f"[{row.alpha_low:.4g}, {row.alpha_high:.4g}]" if math.isfinite(row.alpha_low) else ""
         holdout = f"{row.holdout_relative_error:+.2%}" if math.isfinite(row.holdout_relative_error) else "-"
-        lines.append(f"{row.metric:<16} {row.against:<2} {row.law:<48} {row.alpha:.4g} {interval:<20} "
+        estimate = f"{row.alpha:.4g} {interval}"
+        lines.append(f"{row.metric:<16} {row.against:<2} {row.law:<48} {estimate:<32} "
                      f"{row.r:>8.4f} {row.n_points:>4} {holdout:>11}")
     for row in table[table["error"].notna()].itertuples() if "error" in table else []:
         lines.append(f"{row.metric:<16} {row.against:<2} not fitted: {row.error}")
@@ -171,8 +173,15 @@ def fit_study(study: str, tracking_uri: str | None = None, out_dir: str | None =
 
 
 def _handle(args: argparse.Namespace) -> int:
-    fit_study(args.study, tracking_uri=args.tracking_uri, out_dir=args.out, n_bootstrap=args.bootstrap, seed=args.seed,
-              log_to_mlflow=not args.no_mlflow)
+    from analysis.errors import AnalysisError
+
+    try:
+        fit_study(args.study, tracking_uri=args.tracking_uri, out_dir=args.out, n_bootstrap=args.bootstrap,
+                  seed=args.seed, log_to_mlflow=not args.no_mlflow)
+    except (AnalysisError, ValueError, FileNotFoundError) as error:
+        # Bad input (unknown study, missing file, unusable data): the message says what; no traceback.
+        print(f"varscale fit: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,7 +3,6 @@ import os
 from pathlib import Path
 
 import nbformat
-import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "scaling_curves.ipynb"
 
