@@ -13,6 +13,9 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Ray reads its auth mode once, at import: a simulated second node and an address-connected
+# driver need token auth on in this process before `ray` is imported (ORCHESTRATION_NOTES).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +29,6 @@ def ray_cluster():
     import fake_trial
 
     cloudpickle.register_pickle_by_value(fake_trial)
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "resources": {"fake_gpu": 1, "head_node": 1}, "include_dashboard": False})
     cluster.add_node(num_cpus=2, resources={"fake_gpu": 1, "worker_node": 1})

@@ -3,7 +3,7 @@
 It exists so the Ray/MLflow mechanics (packing, retries, resume, relaunch, multi-node) are
 tested in seconds: it calls the callback like `run_trial` does, checkpoints after every step
 to `output_dir/checkpoint.json` (atomically), resumes from it, and returns a real TrialResult.
-`seconds_per_step` in the environment slows it down so a test can kill it mid-trial.
+`SlowTrial(seconds)` sleeps at every step, so a test can kill it mid-trial.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from var_model.training.budget import StepCost, steps_for_budget
 from var_model.training.result import TrialResult
 
 
-def fake_run_trial(config, callback=None, resume: bool = True) -> TrialResult:
+def fake_run_trial(config, callback=None, resume: bool = True, seconds_per_step: float = 0.0) -> TrialResult:
     output = Path(config.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / "pid").write_text(str(os.getpid()))
@@ -28,7 +28,6 @@ def fake_run_trial(config, callback=None, resume: bool = True) -> TrialResult:
     checkpoint = output / "checkpoint.json"
     start = json.loads(checkpoint.read_text())["step"] if resume and checkpoint.exists() else 0
     callback.on_start({"depth": depth, "steps": steps, "resumed_step": start, "fake": True})
-    seconds_per_step = float(os.environ.get("VARSCALE_FAKE_SECONDS_PER_STEP", "0"))
     for step in range(start + 1, steps + 1):
         time.sleep(seconds_per_step)
         loss = 4.0 / math.sqrt(depth * step)
@@ -45,6 +44,16 @@ def fake_run_trial(config, callback=None, resume: bool = True) -> TrialResult:
                          checkpoint_path=str(checkpoint), message="loss was NaN" if diverged else "")
     callback.on_end(result)
     return result
+
+
+class SlowTrial:
+    """fake_run_trial with a pause at every step (a picklable callable for Ray)."""
+
+    def __init__(self, seconds_per_step: float):
+        self.seconds_per_step = seconds_per_step
+
+    def __call__(self, config, callback=None, resume: bool = True) -> TrialResult:
+        return fake_run_trial(config, callback, resume, self.seconds_per_step)
 
 
 def fake_tokenizer_stage(spec) -> dict:

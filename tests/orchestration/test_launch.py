@@ -1,0 +1,150 @@
+"""The launch path on a simulated two-node Ray cluster, with a fast contract-honouring trial
+function (tests/orchestration/fake_trial.py): MLflow layout, relaunch, kill -9 of a worker,
+divergence, Ctrl-C, the resource check, and trials spread over nodes."""
+
+import _thread
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fake_trial import SlowTrial, fake_run_trial, fake_tokenizer_stage
+from mlflow.tracking import MlflowClient
+
+from orchestration.launcher import launch
+from orchestration.ray_runtime import ResourceError, check_resources
+from orchestration.study_spec import load_study
+from orchestration.tracking import KEY_TAG, KIND_TAG, PARENT_TAG, STATUS_TAG
+from orchestration.trials import expand
+
+TINY = str(Path(__file__).parent / "fixtures" / "tiny_study.yaml")
+
+
+def runs_of(spec):
+    client = MlflowClient(spec.tracking_uri)
+    experiment = client.get_experiment_by_name(spec.name)
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [run for run in runs if run.data.tags.get(KIND_TAG) == "study"]
+    children = [run for run in runs if run.data.tags.get(KIND_TAG) == "trial"]
+    return client, parents, children
+
+
+def quiet_launch(spec, **options):
+    with open(os.devnull, "w") as stream:
+        return launch(spec, stream=stream, tokenizer_function=fake_tokenizer_stage, **options)
+
+
+def test_study_runs_once_per_trial_spreads_over_nodes_and_relaunch_reruns_nothing(ray_cluster, tmp_path):
+    # one fake GPU per trial and one per node: trials must use both nodes
+    spec = load_study(TINY, [f"storage={tmp_path}", "resources.custom={fake_gpu: 1}"])
+    result = quiet_launch(spec, trial_function=fake_run_trial)
+    assert result.ok and sorted(result.statuses.values()) == ["completed"] * 4
+    assert len({outcome["node_id"] for outcome in result.results.values()}) == 2
+
+    client, parents, children = runs_of(spec)
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert {name for name in (a.path for a in client.list_artifacts(parent.info.run_id))} >= {
+        "study.resolved.yaml", "dry_run.txt", "tokenizer_stage.json"}
+    for child in children:
+        tags, params = child.data.tags, child.data.params
+        trial = next(t for t in expand(spec) if t.key == tags[KEY_TAG])
+        assert tags[PARENT_TAG] == parent.info.run_id and tags[STATUS_TAG] == "completed"
+        assert child.info.status == "FINISHED"
+        assert (int(params["depth"]), int(params["width"]), int(params["params_total"])) == (
+            trial.depth, trial.width, trial.params_total)
+        assert float(params["budget_value"]) == trial.budget_value and float(params["lr"]) == trial.lr
+        history = client.get_metric_history(child.info.run_id, "train_loss")
+        assert sorted(metric.step for metric in history) == list(range(1, trial.steps + 1))
+        images = client.get_metric_history(child.info.run_id, "images")
+        assert sorted(metric.value for metric in images) == [8.0 * step for step in range(1, trial.steps + 1)]
+        assert child.data.metrics["final_images"] == trial.images
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"samples.png", "trial_config.yaml"} <= artifacts
+
+    again = quiet_launch(spec, trial_function=fake_run_trial)
+    assert again.results == {} and sorted(again.skipped) == sorted(result.statuses)
+    _, parents_after, children_after = runs_of(spec)
+    assert len(parents_after) == 1 and len(children_after) == 4
+
+
+def _kill_when_checkpointed(directory: Path, step: int, killed: list) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        checkpoint, pid_file = directory / "checkpoint.json", directory / "pid"
+        try:
+            if json.loads(checkpoint.read_text())["step"] >= step:
+                pid = int(pid_file.read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        except (FileNotFoundError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+
+
+def test_killed_worker_resumes_from_its_checkpoint_into_the_same_run(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "model.depths=[1]", "budgets.values=[80]"])
+    (trial,) = expand(spec)
+    killed = []
+    killer = threading.Thread(target=_kill_when_checkpointed,
+                              args=(Path(spec.storage, "trials", trial.key), 3, killed))
+    killer.start()
+    result = quiet_launch(spec, trial_function=SlowTrial(0.3))
+    killer.join()
+    assert killed, "the trial finished before it could be killed"
+    assert result.ok and result.statuses == {trial.key: "completed"}
+    assert result.results[trial.key]["pid"] != killed[0]  # a new worker finished it
+
+    client, _, children = runs_of(spec)
+    (child,) = children
+    assert child.data.tags["varscale.attempts"] == "2"
+    assert int(child.data.tags["varscale.resumed_step"]) >= 3  # not from scratch
+    steps = sorted(metric.step for metric in client.get_metric_history(child.info.run_id, "train_loss"))
+    assert sorted(set(steps)) == list(range(1, trial.steps + 1))
+
+
+def test_divergence_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "budgets.values=[16]", "model.overrides={drop_path_rate: 0.5}"])
+    result = quiet_launch(spec, trial_function=fake_run_trial)
+    assert sorted(result.statuses.values()) == ["diverged", "diverged"] and result.ok
+    _, _, children = runs_of(spec)
+    assert {child.data.tags[STATUS_TAG] for child in children} == {"diverged"}
+    assert {child.data.tags["varscale.attempts"] for child in children} == {"1"}  # never retried
+    assert quiet_launch(spec, trial_function=fake_run_trial).results == {}  # a result: not rerun
+
+
+def test_ctrl_c_then_relaunch_continues_without_duplicates(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "budgets.values=[48]"])
+    timer = threading.Timer(6.0, _thread.interrupt_main)
+    timer.start()
+    try:
+        first = quiet_launch(spec, trial_function=SlowTrial(0.5))
+    finally:
+        timer.cancel()
+    assert first.interrupted
+    _, parents, children = runs_of(spec)
+    assert {child.data.tags[STATUS_TAG] for child in children} <= {"failed", "completed"}
+
+    second = quiet_launch(spec, trial_function=fake_run_trial)
+    assert second.ok and set(second.statuses.values()) == {"completed"}
+    _, parents, children = runs_of(spec)
+    assert len(parents) == 1 and len(children) == 2
+    assert any(int(child.data.tags.get("varscale.resumed_step", "0")) > 0 for child in children)
+
+
+def test_unsatisfiable_resources_fail_fast(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "resources.gpus=1"])
+    with pytest.raises(ResourceError, match=r"d1-b16-s0 needs \{'CPU': 0.5, 'GPU': 1.0\}"):
+        quiet_launch(spec, trial_function=fake_run_trial)
+
+
+def test_resource_check_knows_per_node_limits(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "resources.custom={fake_gpu: 2}"])
+    nodes = [{"CPU": 2.0, "fake_gpu": 1.0}, {"CPU": 2.0, "fake_gpu": 1.0}]  # 2 in total, 1 per node
+    with pytest.raises(ResourceError, match="the largest node offers"):
+        check_resources(expand(spec), nodes)
+    check_resources(expand(spec), [{"CPU": 1.0, "fake_gpu": 2.0}])
