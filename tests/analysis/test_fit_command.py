@@ -1,6 +1,7 @@
 """`varscale fit`: table, figures, results files, and MLflow logging to the parent run."""
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,12 @@ def test_study_argument_may_be_a_name_or_a_yaml_file(tmp_path):
 def test_bad_bootstrap_count_is_refused(synthetic_study, tmp_path):
     with pytest.raises(ValueError, match="--bootstrap must be 0"):
         fit_study(synthetic_study["study"], synthetic_study["tracking_uri"], str(tmp_path), n_bootstrap=1)
+
+
+def test_a_study_file_is_read_with_the_study_spec_parser():
+    study_file = Path(__file__).resolve().parents[1] / "orchestration" / "fixtures" / "tiny_study.yaml"
+    if not study_file.exists():
+        pytest.skip(f"no study file fixture at {study_file}")
+    name, tracking_uri = resolve_study(str(study_file), None)
+    assert name == "tiny_test" and tracking_uri.startswith("sqlite:///") and tracking_uri.endswith("mlflow.db")
+    assert resolve_study(str(study_file), "sqlite:///override.db") == ("tiny_test", "sqlite:///override.db")
