@@ -127,13 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(handler=_ui)
 
     for module_name in REGISTERED_COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # TEMPORARY while other layers land; removed at integration
-                raise
-            continue
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

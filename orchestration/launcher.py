@@ -134,6 +134,7 @@ def launch(spec: StudySpec, address: str | None = None, max_concurrent: int | No
         remote = ray.remote(_remote_trial)
         pending = list(todo)
         limit = max_concurrent or len(todo)
+        progress.started = time.monotonic()  # the ETA's clock: trials only, not Ray's start
         progress.show(force=True)
         while pending or refs:
             while pending and len(refs) < limit:
