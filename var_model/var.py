@@ -6,6 +6,7 @@ Cvae latent channels, V codebook size, D condition dim (= C), K scales.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -38,6 +39,14 @@ def block_causal_bias(patch_nums: tuple[int, ...]) -> torch.Tensor:
     allowed_LL = ids_L.unsqueeze(1) >= ids_L.unsqueeze(0)
     zeros = torch.zeros(allowed_LL.shape)
     return torch.where(allowed_LL, zeros, torch.full_like(zeros, -math.inf)).reshape(1, 1, *allowed_LL.shape)
+
+
+def _autocast_disabled(device: torch.device):
+    """A float32 region under autocast. Meta tensors (shape-only dry runs) have no autocast
+    backend, so there it is a no-op."""
+    if device.type == "meta":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 class VAR(nn.Module):
@@ -123,20 +132,32 @@ class VAR(nn.Module):
                 block.ada_lin[-1].bias.zero_()
 
     # ---------------------------------------------------------------- input checks
-    def check_labels(self, label_B: torch.Tensor, allow_null: bool = True) -> None:
+    def check_labels(self, label_B: torch.Tensor, allow_null: bool = True, sync: bool = True) -> None:
+        """Raise DataError unless label_B is a 1-D integer tensor of classes (the null class
+        num_classes allowed when allow_null).
+
+        The range check reads values, which on an accelerator is a host sync. With
+        sync=False (the training forward) accelerator labels get an asynchronous device
+        assert instead: no stall of the launch queue, and bad labels still stop the run (at
+        a later kernel) rather than index the class embedding out of range. CPU tensors are
+        always checked exactly (reading them costs nothing)."""
         top = self.num_classes if allow_null else self.num_classes - 1
         if not isinstance(label_B, torch.Tensor) or label_B.ndim != 1 or label_B.dtype.is_floating_point:
             shape = tuple(label_B.shape) if isinstance(label_B, torch.Tensor) else type(label_B).__name__
             raise DataError(f"labels must be a 1-D integer tensor (B,); got {shape}")
-        # one CPU-GPU sync per call: cheap next to a training step, and bad labels would
-        # otherwise index the class embedding out of range (a device-side assert on CUDA)
-        if label_B.numel() and bool(((label_B < 0) | (label_B > top)).any()):
+        if not label_B.numel():
+            return
+        allowed = (f"allowed [0, {top}] (num_classes={self.num_classes}"
+                   f"{', index num_classes is the null class' if allow_null else ''})")
+        out_of_range_B = (label_B < 0) | (label_B > top)
+        if not sync and label_B.device.type != "cpu":
+            torch._assert_async(~out_of_range_B.any(), f"labels out of range: {allowed}")
+        elif bool(out_of_range_B.any()):  # a CPU-GPU sync point when label_B is on a GPU
             raise DataError(f"labels out of range: got min {int(label_B.min())}, max {int(label_B.max())}; "
-                            f"allowed [0, {top}] (num_classes={self.num_classes}"
-                            f"{', index num_classes is the null class' if allow_null else ''})")
+                            f"{allowed}")
 
     def _check_inputs(self, label_B: torch.Tensor, x_BLC: torch.Tensor) -> None:
-        self.check_labels(label_B)
+        self.check_labels(label_B, sync=False)  # no host sync in the training step
         want = (label_B.shape[0], self.L - self.first_l, self.config.latent_channels)
         if x_BLC.ndim != 3 or tuple(x_BLC.shape) != want:
             raise DataError(f"teacher-forcing input must have shape (B, L - pn0^2, Cvae) = {want}; "
@@ -165,7 +186,7 @@ class VAR(nn.Module):
         self._check_inputs(label_B, x_BLC)
         B = label_B.shape[0]
         # embeddings in float32 even under autocast, as in the release
-        with torch.autocast(device_type=x_BLC.device.type, enabled=False):
+        with _autocast_disabled(x_BLC.device):
             if self.training and self.config.class_dropout > 0:
                 drop_B = torch.rand(B, device=label_B.device) < self.config.class_dropout
                 label_B = torch.where(drop_B, torch.full_like(label_B, self.num_classes), label_B)

@@ -304,3 +304,17 @@ def test_keep_mask_is_resized_per_scale_with_threshold_half():
     assert masks[0].tolist() == [[True]] * 2
     assert masks[1].tolist() == [[True, False, True, False]] * 2
     assert masks[2].view(2, 4, 4)[0, 0].tolist() == [True, True, True, False]  # column 2: 4/8 = 0.5
+
+
+# ---------------------------------------------------------------- training-step performance
+def test_training_step_inputs_and_forward_never_sync_with_the_host():
+    """On the meta device any read of a value (.item(), bool(), int()) raises, the same reads
+    that stall a GPU's launch queue every step; a d16-sized step on meta costs nothing."""
+    with torch.device("meta"):
+        vqvae = VQVAE(VQVAEConfig())
+        var = VAR(VARConfig(depth=16), vqvae=vqvae).train()
+        indices = [torch.zeros(2, pn * pn, dtype=torch.long) for pn in vqvae.patch_nums]
+        x_BLC = vqvae.teacher_forcing_input(indices)
+        logits_BLV = var(torch.zeros(2, dtype=torch.long), x_BLC)
+        loss_per_token(logits_BLV, torch.cat(indices, dim=1)).mean().backward()
+    assert logits_BLV.shape == (2, 680, 4096)

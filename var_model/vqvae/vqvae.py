@@ -42,18 +42,31 @@ class VQVAE(nn.Module):
                 f"{self.config.patch_nums} end at latent side {self.config.latent_size}, which needs "
                 f"{size}x{size} images (image_size={size})")
 
-    def check_indices(self, indices: list[torch.Tensor], need: int) -> None:
+    def check_indices(self, indices: list[torch.Tensor], need: int, sync: bool = True) -> None:
+        """Raise DataError unless `indices` holds at least `need` token maps (B, pn*pn) in [0, V).
+
+        Reading the values is a host sync on an accelerator; with sync=False (the per-step
+        teacher-forcing input) accelerator indices get one asynchronous device assert
+        instead. CPU tensors are always checked exactly."""
         if not isinstance(indices, (list, tuple)) or len(indices) < need or len(indices) > len(self.patch_nums):
             count = len(indices) if isinstance(indices, (list, tuple)) else type(indices).__name__
             raise DataError(f"expected a list of {need} index tensors (one per scale of "
                             f"{self.patch_nums}); got {count}")
+        V = self.config.codebook_size
         for k, idx_Bl in enumerate(indices):
             pn = self.patch_nums[k]
-            if idx_Bl.ndim != 2 or idx_Bl.shape[1] != pn * pn or idx_Bl.dtype not in (torch.int64, torch.int32):
+            if (not isinstance(idx_Bl, torch.Tensor) or idx_Bl.ndim != 2 or idx_Bl.shape[1] != pn * pn
+                    or idx_Bl.dtype not in (torch.int64, torch.int32)):
+                shape = tuple(idx_Bl.shape) if isinstance(idx_Bl, torch.Tensor) else type(idx_Bl).__name__
                 raise DataError(f"indices[{k}] must be an integer tensor of shape (B, {pn * pn}); "
-                                f"got {tuple(idx_Bl.shape)} {idx_Bl.dtype}")
-            if idx_Bl.numel() and (int(idx_Bl.min()) < 0 or int(idx_Bl.max()) >= self.config.codebook_size):
-                raise DataError(f"indices[{k}] has values outside [0, {self.config.codebook_size})")
+                                f"got {shape} {getattr(idx_Bl, 'dtype', '')}")
+        if not sync and indices[0].device.type != "cpu":
+            bad = torch.stack([((idx_Bl < 0) | (idx_Bl >= V)).any() for idx_Bl in indices]).any()
+            torch._assert_async(~bad, f"token indices outside [0, {V})")
+            return
+        for k, idx_Bl in enumerate(indices):
+            if idx_Bl.numel() and bool(((idx_Bl < 0) | (idx_Bl >= V)).any()):  # host sync on a GPU
+                raise DataError(f"indices[{k}] has values outside [0, {V})")
 
     # ---------------------------------------------------------------- tokenizer encoding
     @torch.no_grad()
@@ -70,7 +83,7 @@ class VQVAE(nn.Module):
     @torch.no_grad()  # the tokenizer is frozen while the VAR trains: its input is data
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Token maps of all K scales -> VAR input (B, L - pn0^2, Cvae) for scales 1..K-1."""
-        self.check_indices(indices, need=len(self.patch_nums) - 1)
+        self.check_indices(indices, need=len(self.patch_nums) - 1, sync=False)  # per training step
         return self.quantize.teacher_forcing_input(indices)
 
     # ---------------------------------------------------------------- decoding / inference
