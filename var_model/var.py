@@ -224,7 +224,9 @@ def loss_per_token(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> torch.T
     """Cross-entropy of every token, (B, L); the mean is the training loss (uniform per token)."""
     if logits_BLV.shape[:2] != target_BL.shape:
         raise DataError(f"targets {tuple(target_BL.shape)} do not match logits {tuple(logits_BLV.shape[:2])}")
-    return F.cross_entropy(logits_BLV.transpose(1, 2), target_BL, reduction="none")
+    B, L, V = logits_BLV.shape
+    # flat (B*L, V) rows: cross-entropy over a strided (B, V, L) view is ~5x slower on CPU
+    return F.cross_entropy(logits_BLV.reshape(B * L, V), target_BL.reshape(B * L), reduction="none").view(B, L)
 
 
 def build_var(depth: int, vqvae: nn.Module | None = None, **fields) -> VAR:

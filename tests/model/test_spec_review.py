@@ -318,3 +318,11 @@ def test_training_step_inputs_and_forward_never_sync_with_the_host():
         logits_BLV = var(torch.zeros(2, dtype=torch.long), x_BLC)
         loss_per_token(logits_BLV, torch.cat(indices, dim=1)).mean().backward()
     assert logits_BLV.shape == (2, 680, 4096)
+
+
+def test_loss_per_token_is_the_cross_entropy_of_every_token():
+    generator = torch.Generator().manual_seed(0)
+    logits_BLV = torch.randn(3, 21, 64, generator=generator)
+    target_BL = torch.randint(0, 64, (3, 21), generator=generator)
+    expected = -logits_BLV.log_softmax(-1).gather(-1, target_BL[..., None])[..., 0]
+    torch.testing.assert_close(loss_per_token(logits_BLV, target_BL), expected)
