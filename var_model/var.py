@@ -169,6 +169,14 @@ class VAR(nn.Module):
         cond_BD = self.class_emb(label_B)
         return cond_BD, self.shared_ada_lin(cond_BD)
 
+    def _mask_for(self, device: torch.device) -> torch.Tensor:
+        """The block-causal mask in the dtype attention will run in: cast once per forward
+        under autocast (not once per block); a no-op in float32."""
+        mask = self.attn_bias_for_masking
+        if device.type != "meta" and torch.is_autocast_enabled(device.type):
+            mask = mask.to(torch.get_autocast_dtype(device.type))
+        return mask
+
     def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
             x_BLC = block(x_BLC, block_cond, attn_bias)
@@ -193,8 +201,10 @@ class VAR(nn.Module):
             cond_BD, block_cond = self.condition(label_B)
             sos_BlC = cond_BD.unsqueeze(1).expand(B, self.first_l, -1) + self.pos_start.expand(B, -1, -1)
             h_BLC = torch.cat((sos_BlC, self.word_embed(x_BLC.float())), dim=1)
-            h_BLC = h_BLC + self.lvl_embed(self.lvl_1L.expand(B, -1)) + self.pos_1LC
-        h_BLC = self.run_blocks(h_BLC, block_cond, self.attn_bias_for_masking)
+            # one (1, L, C) lookup broadcast over the batch: the same sum as a per-image
+            # (B, L) lookup, without B*L gathered rows and a B*L-index embedding backward
+            h_BLC = h_BLC + (self.lvl_embed(self.lvl_1L) + self.pos_1LC)
+        h_BLC = self.run_blocks(h_BLC, block_cond, self._mask_for(x_BLC.device))
         return self.logits(h_BLC, cond_BD)
 
     # ---------------------------------------------------------------- counting
