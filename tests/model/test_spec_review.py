@@ -326,3 +326,22 @@ def test_loss_per_token_is_the_cross_entropy_of_every_token():
     target_BL = torch.randint(0, 64, (3, 21), generator=generator)
     expected = -logits_BLV.log_softmax(-1).gather(-1, target_BL[..., None])[..., 0]
     torch.testing.assert_close(loss_per_token(logits_BLV, target_BL), expected)
+
+
+def test_quantizer_runs_in_float32_under_autocast():
+    """As released, residual quantization ignores autocast: a bf16 phi conv would change
+    which codes the residuals pick and the loss."""
+    quantizer = _spec_quantizer(seed=8).train()
+    f = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(9))
+    _, loss, usage = quantizer(f)
+    indices = quantizer.latent_to_indices(f)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss_low, usage_low = quantizer(f)
+        indices_low = quantizer.latent_to_indices(f)
+        teacher_low = quantizer.teacher_forcing_input(indices)
+        f_hat_from_bf16, _, _ = quantizer(f.bfloat16())  # a bf16 encoder output
+    assert teacher_low.dtype == torch.float32 and f_hat_from_bf16.dtype == torch.float32
+    torch.testing.assert_close(loss_low, loss)
+    torch.testing.assert_close(usage_low, usage)
+    torch.testing.assert_close(teacher_low, quantizer.teacher_forcing_input(indices))
+    assert all(torch.equal(a, b) for a, b in zip(indices_low, indices))

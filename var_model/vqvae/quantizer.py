@@ -6,12 +6,29 @@ pn side of one scale, l = pn*pn tokens of one scale, V codebook size, K number o
 
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from var_model.config import VQVAEConfig
+
+
+def _float32_without_autocast(method):
+    """Run a quantizer method with autocast off, as the release does: a bf16 phi conv or
+    resize would change the residuals, hence the codes picked, and the loss. Meta tensors
+    (shape-only runs) have no autocast backend."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        device = self.embedding.weight.device
+        region = (contextlib.nullcontext() if device.type == "meta"
+                  else torch.autocast(device_type=device.type, enabled=False))
+        with region:
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 class Phi(nn.Conv2d):
@@ -118,6 +135,7 @@ class MultiScaleQuantizer(nn.Module):
 
     # ---------------------------------------------------------------- tokenizer encoding
     @torch.no_grad()
+    @_float32_without_autocast
     def latent_to_indices(self, f_BChw: torch.Tensor) -> list[torch.Tensor]:
         """Residual quantization of a latent into K index maps, each (B, pn*pn)."""
         B, C, H, W = f_BChw.shape
@@ -130,6 +148,7 @@ class MultiScaleQuantizer(nn.Module):
             f_rest.sub_(self.phi(k, self._upsample_code(k, idx_Bl, H)))
         return indices
 
+    @_float32_without_autocast
     def indices_to_latent(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """f_hat = sum over scales of phi_k(upsample(embed(idx_k))), shape (B, C, H, W)."""
         side = self.patch_nums[-1]
@@ -139,6 +158,7 @@ class MultiScaleQuantizer(nn.Module):
             f_hat = h if f_hat is None else f_hat + h
         return f_hat
 
+    @_float32_without_autocast
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """VAR input for scales 1..K-1: area-downsampled partial sums of f_hat, (B, L - pn0^2, C)."""
         B, side = indices[0].shape[0], self.patch_nums[-1]
@@ -157,11 +177,13 @@ class MultiScaleQuantizer(nn.Module):
             return torch.zeros(B, 0, self.latent_channels, device=indices[0].device)
         return torch.cat(pieces, dim=1)
 
+    @_float32_without_autocast
     def next_autoregressive_input(self, scale_index: int, f_hat_BChw: torch.Tensor,
                                   h_BCpp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampling step: add scale k's codes to f_hat; return (f_hat, next scale's input map)."""
         last = len(self.patch_nums) - 1
         side = self.patch_nums[-1]
+        f_hat_BChw, h_BCpp = f_hat_BChw.float(), h_BCpp.float()
         if scale_index == last:
             f_hat_BChw = f_hat_BChw + self.phi(scale_index, h_BCpp)
             return f_hat_BChw, f_hat_BChw
@@ -170,6 +192,7 @@ class MultiScaleQuantizer(nn.Module):
         return f_hat_BChw, F.interpolate(f_hat_BChw, size=(pn_next, pn_next), mode="area")
 
     # ---------------------------------------------------------------- tokenizer training
+    @_float32_without_autocast
     def forward(self, f_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Quantize with a straight-through estimator.
 
@@ -177,6 +200,7 @@ class MultiScaleQuantizer(nn.Module):
         loss = mean over scales of beta*mse(f_hat.detach(), f) + mse(f_hat, f.detach());
         usage[k] = fraction of the V codes hit at scale k in this batch.
         """
+        f_BChw = f_BChw.float()
         B, C, H, W = f_BChw.shape
         f_target = f_BChw.detach()
         f_rest = f_target.clone()
