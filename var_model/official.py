@@ -16,7 +16,7 @@ from torch import nn
 
 from var_model.config import PATCH_NUMS_256, VARConfig, VQVAEConfig
 from var_model.errors import CheckpointError
-from var_model.var import VAR, scale_ids
+from var_model.var import VAR, block_causal_bias, scale_ids
 from var_model.vqvae import VQVAE
 
 StateDict = Mapping[str, torch.Tensor]
@@ -151,9 +151,13 @@ def load_official(var_ckpt, vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | t
     with torch.device("meta"):
         var = VAR(var_config)
     _load_into(var, var_state, "VAR", copy=isinstance(var_ckpt, Mapping))
-    lvl_1L = var.lvl_1L
+    lvl_1L, mask = var.lvl_1L, var.attn_bias_for_masking
     if not lvl_1L.is_meta and not torch.equal(lvl_1L.cpu(), scale_ids(var_config.patch_nums).view(1, -1)):
         raise CheckpointError(f"VAR checkpoint buffer 'lvl_1L' does not match patch_nums {var_config.patch_nums}")
+    # the loaded mask is what attention uses: a wrong one would silently leak future scales
+    if not mask.is_meta and not torch.equal(mask.cpu(), block_causal_bias(var_config.patch_nums)):
+        raise CheckpointError(f"VAR checkpoint buffer 'attn_bias_for_masking' is not the block-causal mask of "
+                              f"patch_nums {var_config.patch_nums} (0 where scale(i) >= scale(j), else -inf)")
     vqvae, var = vqvae.to(device), var.to(device)
     var.set_vqvae(vqvae)
     return vqvae.eval(), var.eval()

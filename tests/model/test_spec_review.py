@@ -345,3 +345,16 @@ def test_quantizer_runs_in_float32_under_autocast():
     torch.testing.assert_close(usage_low, usage)
     torch.testing.assert_close(teacher_low, quantizer.teacher_forcing_input(indices))
     assert all(torch.equal(a, b) for a, b in zip(indices_low, indices))
+
+
+# ---------------------------------------------------------------- released checkpoints
+def test_a_checkpoint_with_a_wrong_mask_buffer_is_refused(tiny_var, tiny_vqvae):
+    from var_model import CheckpointError
+    from var_model.official import load_official, official_state_dicts
+
+    var_state, vae_state = official_state_dicts(tiny_vqvae, tiny_var)
+    leaky = dict(var_state, attn_bias_for_masking=torch.zeros_like(var_state["attn_bias_for_masking"]))
+    with pytest.raises(CheckpointError, match="attn_bias_for_masking"):
+        load_official(leaky, vae_state, patch_nums=(1, 2, 4))
+    _, var = load_official(var_state, vae_state, patch_nums=(1, 2, 4))
+    assert torch.equal(var.attn_bias_for_masking, tiny_var.attn_bias_for_masking)
