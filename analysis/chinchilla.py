@@ -51,27 +51,60 @@ class StartGrid:
         return np.array(list(itertools.product(*(values[name] for name in PARAMETER_NAMES))), dtype=float)
 
 
+CHUNK_ELEMENTS = 32_768  # rows x points per block: ~256 KB per temporary, so blocks stay in cache
+
+
 def chinchilla_objective(x_SP, log_N, log_D, log_loss, huber_delta, weights_SN=None):
     """Summed Huber loss of log-space residuals and its analytic gradient, for S parameter rows.
 
-    weights_SN: optional per-row point weights (bootstrap resample counts); None means all ones."""
+    weights_SN: optional per-row point weights (bootstrap resample counts); None means all ones.
+    Rows are processed in cache-sized blocks: on 4,500 x 240 this is ~10x faster than one pass over
+    full-size temporaries, which is memory-bound."""
+    rows_per_chunk = max(1, CHUNK_ELEMENTS // max(len(log_loss), 1))
+    if len(x_SP) <= rows_per_chunk:
+        return _objective_block(x_SP, log_N, log_D, log_loss, huber_delta, weights_SN)
+    f_S = np.empty(len(x_SP))
+    g_SP = np.empty((len(x_SP), 5))
+    for start in range(0, len(x_SP), rows_per_chunk):
+        block = slice(start, start + rows_per_chunk)
+        weights = None if weights_SN is None else weights_SN[block]
+        f_S[block], g_SP[block] = _objective_block(x_SP[block], log_N, log_D, log_loss, huber_delta, weights)
+    return f_S, g_SP
+
+
+def _objective_block(x_SP, log_N, log_D, log_loss, huber_delta, weights_SN):
+    # In-place operations on a few temporaries: this function is the whole cost of the grid.
     a, b, e, alpha, beta = (x_SP[:, column, None] for column in range(5))
-    u1 = a - alpha * log_N
-    u2 = b - beta * log_D
-    u3 = np.broadcast_to(e, u1.shape)
-    top = np.maximum(np.maximum(u1, u2), u3)  # subtracted before exp so large a, b cannot overflow
-    w1, w2, w3 = np.exp(u1 - top), np.exp(u2 - top), np.exp(u3 - top)
-    total = w1 + w2 + w3
-    residual = top + np.log(total) - log_loss
-    absolute = np.abs(residual)
-    huber = np.where(absolute <= huber_delta, 0.5 * residual**2, huber_delta * (absolute - 0.5 * huber_delta))
-    slope = np.clip(residual, -huber_delta, huber_delta) / total  # d huber / d residual, over the lse denominator
+    w1 = a - alpha * log_N  # u1, the A/N^alpha term in log space
+    w2 = b - beta * log_D  # u2, the B/D^beta term
+    top = np.maximum(w1, w2)
+    np.maximum(top, e, out=top)  # subtracted before exp so large a, b cannot overflow
+    w1 -= top
+    np.exp(w1, out=w1)
+    w2 -= top
+    np.exp(w2, out=w2)
+    w3 = np.exp(e - top)
+    total = w1 + w2
+    total += w3
+    residual = np.log(total)
+    residual += top
+    residual -= log_loss
+    # Huber: with c = clip(r, -delta, delta), huber(r) = c (r - c/2) and huber'(r) = c.
+    clipped = np.clip(residual, -huber_delta, huber_delta)
+    residual -= 0.5 * clipped
+    residual *= clipped  # now the per-point Huber loss
+    clipped /= total  # d huber / d residual over the logsumexp denominator: d objective / d u_k = this * w_k
     if weights_SN is not None:
-        huber = huber * weights_SN
-        slope = slope * weights_SN
-    f_S = huber.sum(axis=1)
-    t1, t2, t3 = slope * w1, slope * w2, slope * w3  # d objective / d u_k per point
-    g_SP = np.column_stack([t1.sum(axis=1), t2.sum(axis=1), t3.sum(axis=1), -(t1 @ log_N), -(t2 @ log_D)])
+        residual *= weights_SN
+        clipped *= weights_SN
+    f_S = residual.sum(axis=1)
+    w1 *= clipped
+    w2 *= clipped
+    w3 *= clipped
+    g_SP = np.empty((len(x_SP), 5))
+    g_SP[:, 0], g_SP[:, 3] = w1.sum(axis=1), -(w1 @ log_N)
+    g_SP[:, 1], g_SP[:, 4] = w2.sum(axis=1), -(w2 @ log_D)
+    g_SP[:, 2] = w3.sum(axis=1)
     return f_S, g_SP
 
 

@@ -8,7 +8,8 @@ hundred large numpy operations in total.
 Shapes: S starts (problems), P parameters. `objective(x_SP, rows_S) -> (f_S, g_SP)` where `rows`
 are the indices of the problems being evaluated (so per-problem data, e.g. bootstrap weights, can
 be selected). Line search: backtracking Armijo (c1 = 1e-4) with step halving; a pair (s, y) enters
-the history only when s.y > 0, which keeps the inverse-Hessian estimate positive definite.
+the history only when s.y > 1e-10 s.s, which keeps the inverse-Hessian estimate positive definite
+and bounded; a failed line search restarts from steepest descent before giving up.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 
 ARMIJO_C1 = 1e-4
 MAX_BACKTRACKS = 40
+CURVATURE_FLOOR = 1e-10  # minimum s.y / s.s for a pair to enter the history
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def batched_lbfgs(
     max_iterations: int = 2000,
     history: int = 10,
     gtol: float = 1e-9,
-    ftol: float = 1e-14,
+    ftol: float = 1e-12,
 ) -> BatchedMinimum:
     """Minimises S independent problems from the starts x0_SP. Converged problems drop out of the
     active set, so late iterations cost only what is still moving.
@@ -122,7 +124,9 @@ def batched_lbfgs(
         iterations_S[moved] += 1
 
         sy = np.einsum("ap,ap->a", s_AP, y_AP)
-        curvature_ok = sy > 1e-300
+        # Skip pairs with (nearly) no curvature, e.g. steps inside the linear part of a Huber loss:
+        # 1/sy would blow the inverse-Hessian estimate up into absurdly long steps.
+        curvature_ok = sy > CURVATURE_FLOOR * np.einsum("ap,ap->a", s_AP, s_AP)
         updated = moved[curvature_ok]
         # Shift the history left and put the newest pair in the last slot.
         s_SMP[updated, :-1], y_SMP[updated, :-1], rho_SM[updated, :-1] = (
@@ -136,9 +140,14 @@ def batched_lbfgs(
         decrease_small = relative_decrease <= ftol
         stop_reason_S[moved[decrease_small]] = "ftol"
         stop_reason_S[moved[gradient_small]] = "gtol"
-        stop_reason_S[rows[failed]] = "line-search"
+        # A failed line search along a quasi-Newton direction gets one more chance along -g with a
+        # fresh history; failing along -g itself means no further progress is possible.
+        retry = failed & ~no_history
+        rho_SM[rows[retry]] = 0.0
+        stopped = failed & no_history
+        stop_reason_S[rows[stopped]] = "line-search"
         active[moved[gradient_small | decrease_small]] = False
-        active[rows[failed]] = False
+        active[rows[stopped]] = False
 
     return BatchedMinimum(
         x_SP=x_SP, f_S=f_S, gradient_norm_S=np.abs(g_SP).max(axis=1), iterations_S=iterations_S,
