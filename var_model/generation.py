@@ -55,6 +55,9 @@ def _labels_tensor(var, labels, batch_size: int | None, device: torch.device,
     if label_B.ndim == 0:
         label_B = label_B.view(1)
     var.check_labels(label_B, allow_null=True)
+    if batch_size is not None and label_B.shape[0] != batch_size:
+        raise DataError(f"got {label_B.shape[0]} labels but batch_size={batch_size}; give one label per "
+                        f"image, a single int with batch_size, or labels=None for random classes")
     return label_B.long()
 
 
@@ -105,6 +108,10 @@ def generate(var, labels=None, cfg: float = 1.5, top_k: int = 900, top_p: float 
     B, patch_nums, K = label_B.shape[0], var.patch_nums, len(var.patch_nums)
     if reference_indices is not None:
         vqvae.check_indices(reference_indices, need=K)
+        sizes = sorted({idx.shape[0] for idx in reference_indices})
+        if any(size not in (1, B) for size in sizes):
+            raise DataError(f"reference_indices have batch sizes {sizes}; each must be 1 (one reference "
+                            f"image for all) or {B} (one per label)")
         keep_masks = _keep_masks(keep_mask.to(device), patch_nums, B)
         reference_indices = [idx.to(device).expand(B, -1) for idx in reference_indices]
 

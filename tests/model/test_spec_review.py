@@ -281,6 +281,19 @@ def test_cfg_logits_are_the_ramped_mix_of_conditional_and_null(tiny_vqvae, monke
         start = end
 
 
+@pytest.mark.parametrize("fields", [dict(shared_adaln=True), dict(attn_l2_norm=False)])
+def test_kv_cache_is_exact_for_the_other_variants(tiny_vqvae, tiny_images, fields):
+    torch.manual_seed(0)
+    var = VAR(VARConfig.debug(**fields), vqvae=tiny_vqvae).eval()
+    _randomise(var, seed=10)
+    indices = tiny_vqvae.encode_indices(tiny_images)
+    labels = torch.tensor([1, 2, 3, 10])
+    with torch.no_grad():
+        teacher = var(labels, tiny_vqvae.teacher_forcing_input(indices))
+    cached = generation.cached_teacher_forcing_logits(var, labels, indices)
+    torch.testing.assert_close(torch.cat(cached, dim=1), teacher, atol=1e-4, rtol=1e-4)
+
+
 def test_top_k_is_applied_before_top_p():
     # probabilities 0.4, 0.3, 0.2, 0.1: top-k 2 renormalises to 4/7, 3/7, and a 0.5 nucleus then
     # keeps only the first; nucleus-first would keep two tokens
@@ -358,3 +371,13 @@ def test_a_checkpoint_with_a_wrong_mask_buffer_is_refused(tiny_var, tiny_vqvae):
         load_official(leaky, vae_state, patch_nums=(1, 2, 4))
     _, var = load_official(var_state, vae_state, patch_nums=(1, 2, 4))
     assert torch.equal(var.attn_bias_for_masking, tiny_var.attn_bias_for_masking)
+
+
+def test_generation_batch_mismatches_are_clear_errors(tiny_var, tiny_vqvae, tiny_images):
+    from var_model import DataError
+
+    with pytest.raises(DataError, match="got 2 labels but batch_size=3"):
+        tiny_var.generate([1, 2], batch_size=3)
+    reference = [idx[:2] for idx in tiny_vqvae.encode_indices(tiny_images)]
+    with pytest.raises(DataError, match=r"batch sizes \[2\]; each must be 1 .* or 3"):
+        tiny_var.generate([1, 2, 3], reference_indices=reference, keep_mask=torch.ones(32, 32))
