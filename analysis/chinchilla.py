@@ -195,9 +195,11 @@ def fit_chinchilla(
             lambda x: tuple(value[0] for value in objective(x[None, :], None)), best_x, jac=True,
             method="L-BFGS-B", options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12},
         )
-        if polished.fun <= best_f:
+        if polished.fun < best_f:
             best_x, best_f = polished.x, float(polished.fun)
-        status += f"; scipy L-BFGS-B polish: {polished.message}"
+            status += f"; scipy L-BFGS-B polish lowered it: {polished.message}"
+        else:
+            status += "; scipy L-BFGS-B polish found nothing lower (already at the minimum)"
         converged = converged or bool(polished.success)
 
     at_best = finite & (batch.f_S <= best_f * (1 + 1e-9) + 1e-15)
