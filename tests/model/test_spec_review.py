@@ -381,3 +381,18 @@ def test_generation_batch_mismatches_are_clear_errors(tiny_var, tiny_vqvae, tiny
     reference = [idx[:2] for idx in tiny_vqvae.encode_indices(tiny_images)]
     with pytest.raises(DataError, match=r"batch sizes \[2\]; each must be 1 .* or 3"):
         tiny_var.generate([1, 2, 3], reference_indices=reference, keep_mask=torch.ones(32, 32))
+
+
+def test_bf16_autocast_forward_and_backward_on_cpu():
+    """The autocast path (mask cast once per forward, float32 embeddings and logits) on CPU."""
+    torch.manual_seed(0)
+    var = VAR(VARConfig.debug(init_adaln_gamma=0.5, init_head=1.0)).eval()
+    label_B, x_BLC = torch.tensor([0, 5]), torch.randn(2, var.L - 1, 8)
+    with torch.no_grad():
+        reference = var(label_B, x_BLC)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = var(label_B, x_BLC)
+    assert low.dtype == torch.float32
+    assert float((low.detach() - reference).abs().max()) < 0.05 * float(reference.abs().max())
+    low.mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in var.parameters() if p.grad is not None)
