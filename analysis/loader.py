@@ -14,6 +14,7 @@ the usual approximation, kept beside it for comparison (for VAR it is off by up 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,7 @@ FLOAT_PARAMS = ("budget_value", "lr", "base_lr")
 STRING_PARAMS = ("budget_kind", "schedule", "git_revision")
 COUNTERS = ("images", "tokens", "flops")
 FINAL_METRICS = ("test_loss_avg", "test_loss_last", "test_error_avg", "test_error_last")
+PER_SCALE_PATTERN = re.compile(r"test_(loss|error)_scale_\d\d")
 FIT_STATUSES = ("completed",)  # failed / diverged / running trials are kept but not fitted by default
 RUN_STATUS_TO_TRIAL_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "failed",
                               "RUNNING": "running", "SCHEDULED": "running"}
@@ -99,9 +101,12 @@ def _trial_row(study: str, run) -> dict:
     # Finals first; a run that never finished falls back to the latest logged value.
     for name in (*COUNTERS, *FINAL_METRICS):
         row[name] = metrics.get(f"final_{name}", metrics.get(name, np.nan))
-    for name in sorted(metrics):
-        if name.startswith("test_loss_scale_"):
-            row[name] = metrics[name]
+    # Per-scale finals (final_test_loss_scale_KK, final_test_error_scale_KK) when the trainer logged
+    # them, else the latest eval of that scale.
+    per_scale = {name.removeprefix("final_") for name in metrics
+                 if PER_SCALE_PATTERN.fullmatch(name.removeprefix("final_"))}
+    for name in sorted(per_scale):
+        row[name] = metrics.get(f"final_{name}", metrics.get(name, np.nan))
     return row
 
 

@@ -24,6 +24,7 @@ N_SCALES = 4
 IMAGES_PER_STEP = 256
 STEPS = 8
 TOKENS_PER_IMAGE = 680
+FINAL_EVAL_FACTOR = 0.99
 
 
 def params_total_for(depth: int) -> int:
@@ -100,7 +101,10 @@ def build_synthetic_study(tracking_uri: str, artifact_location: str, study: str 
                                       "final_test_error_avg": 0.8 * final_last ** 0.05,
                                       "final_images": STEPS * IMAGES_PER_STEP,
                                       "final_tokens": STEPS * IMAGES_PER_STEP * TOKENS_PER_IMAGE,
-                                      "final_flops": STEPS * IMAGES_PER_STEP * flops_per_image}, STEPS, clock + 100)
+                                      "final_flops": STEPS * IMAGES_PER_STEP * flops_per_image}
+                                     # The final eval (on the whole test split) differs from the last periodic one.
+                                     | {f"final_test_loss_scale_{scale:02d}": FINAL_EVAL_FACTOR * final_last * (0.5 + 0.2 * scale)
+                                        for scale in range(N_SCALES)}, STEPS, clock + 100)
         client.log_batch(run.info.run_id, metrics=metrics,
                          params=[Param(name, str(value)) for name, value in params.items()],
                          tags=[RunTag("varscale.status", status)])

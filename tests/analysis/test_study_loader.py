@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from analysis import StudyNotFoundError, fit_power_law, load_study
-from conftest import DEPTHS, N_SCALES, STEPS
+from conftest import DEPTHS, FINAL_EVAL_FACTOR, N_SCALES, STEPS
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,12 @@ def test_parent_run_is_found(study, synthetic_study):
 def test_unknown_study_lists_the_existing_ones(synthetic_study):
     with pytest.raises(StudyNotFoundError, match=r"no study named 'nope'.*synthetic-var-study"):
         load_study("nope", synthetic_study["tracking_uri"])
+
+
+def test_per_scale_columns_prefer_the_final_eval(study):
+    trials = study.trials.set_index("trial_key")
+    completed = trials.loc[f"d{DEPTHS[0]}-b1e12-s0"]
+    np.testing.assert_allclose(completed["test_loss_scale_01"],
+                               FINAL_EVAL_FACTOR * completed["test_loss_last"] * 0.7)
+    failed = trials.loc["d4-b1e12-s0"]  # no finals: the latest periodic eval
+    np.testing.assert_allclose(failed["test_loss_scale_01"], failed["test_loss_last"] * 0.7)
