@@ -71,18 +71,17 @@ def test_study_runs_once_per_trial_spreads_over_nodes_and_relaunch_reruns_nothin
     assert len(parents_after) == 1 and len(children_after) == 4
 
 
-def _kill_when_checkpointed(directory: Path, step: int, killed: list) -> None:
+def _when_checkpointed(directories: list[Path], step: int, action) -> None:
+    """Call action(directory) once any trial in `directories` has checkpointed `step`."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        checkpoint, pid_file = directory / "checkpoint.json", directory / "pid"
-        try:
-            if json.loads(checkpoint.read_text())["step"] >= step:
-                pid = int(pid_file.read_text())
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-        except (FileNotFoundError, ValueError, KeyError):
-            pass
+        for directory in directories:
+            try:
+                if json.loads((directory / "checkpoint.json").read_text())["step"] >= step:
+                    action(directory)
+                    return
+            except (FileNotFoundError, ValueError, KeyError):
+                pass
         time.sleep(0.05)
 
 
@@ -90,8 +89,13 @@ def test_killed_worker_resumes_from_its_checkpoint_into_the_same_run(ray_cluster
     spec = load_study(TINY, [f"storage={tmp_path}", "model.depths=[1]", "budgets.values=[80]"])
     (trial,) = expand(spec)
     killed = []
-    killer = threading.Thread(target=_kill_when_checkpointed,
-                              args=(Path(spec.storage, "trials", trial.key), 3, killed))
+
+    def kill(directory: Path) -> None:
+        pid = int((directory / "pid").read_text())
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    killer = threading.Thread(target=_when_checkpointed, args=([Path(spec.storage, "trials", trial.key)], 3, kill))
     killer.start()
     result = quiet_launch(spec, trial_function=SlowTrial(0.3))
     killer.join()
@@ -119,12 +123,12 @@ def test_divergence_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path):
 
 def test_ctrl_c_then_relaunch_continues_without_duplicates(ray_cluster, tmp_path):
     spec = load_study(TINY, [f"storage={tmp_path}", "budgets.values=[48]"])
-    timer = threading.Timer(6.0, _thread.interrupt_main)
-    timer.start()
-    try:
-        first = quiet_launch(spec, trial_function=SlowTrial(0.5))
-    finally:
-        timer.cancel()
+    directories = [Path(spec.storage, "trials", trial.key) for trial in expand(spec)]
+    # Ctrl-C arrives as KeyboardInterrupt in the main thread, which is what interrupt_main does.
+    watcher = threading.Thread(target=_when_checkpointed, args=(directories, 2, lambda _: _thread.interrupt_main()))
+    watcher.start()
+    first = quiet_launch(spec, trial_function=SlowTrial(0.5))
+    watcher.join()
     assert first.interrupted
     _, parents, children = runs_of(spec)
     assert {child.data.tags[STATUS_TAG] for child in children} <= {"failed", "completed"}
