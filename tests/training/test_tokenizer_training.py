@@ -15,12 +15,23 @@ def test_training_lowers_reconstruction_error_and_reports_usage_per_scale():
     source = ImageSource(DataConfig(train_images=64, test_images=16, num_classes=4))
     vqvae = VQVAE(VQVAEConfig.debug())
     config = TokenizerTrainingConfig(steps=6, batch_size=4, lr=2e-3, log_every=3, dead_code_every=3,
-                                     eval_images=16)
+                                     eval_images=16, codebook_init_from_data=False)
     report = train_tokenizer(vqvae, source, config)
     assert len(report.codebook_usage) == 3 and all(0 < u <= 1 for u in report.codebook_usage)
     assert report.history[-1]["reconstruction_mse"] < report.history[0]["reconstruction_mse"]
     assert report.reseeded_codes > 0  # a fresh codebook has dead entries
     assert report.psnr == pytest.approx(10 * np.log10(4 / report.reconstruction_mse))
+
+
+def test_codebook_initialised_from_data_is_used_more_than_a_random_one():
+    source = ImageSource(DataConfig(train_images=64, test_images=32, num_classes=4))
+    usage = {}
+    for from_data in (False, True):
+        torch.manual_seed(0)
+        config = TokenizerTrainingConfig(steps=1, batch_size=4, lr=1e-6, dead_code_every=0, eval_images=32,
+                                         codebook_init_from_data=from_data)
+        usage[from_data] = train_tokenizer(VQVAE(VQVAEConfig.debug()), source, config).codebook_usage_any_scale
+    assert usage[True] > usage[False]
 
 
 def test_reseeding_replaces_only_dead_codes_with_encoder_residuals():

@@ -5,7 +5,10 @@ beta*||sg(f_hat) - f||^2 + ||f_hat - sg(f)||^2, from `VQVAE.forward`); the spec 
 without the paper's LPIPS and GAN terms for a small-data workbench.
 
 Dead codes (the known failure: a shared codebook collapses onto a few entries, worst at the
-coarse scales) are re-seeded every `dead_code_every` steps: an entry whose hit-rate EMA over all
+coarse scales) are fought twice. Before the first step the whole codebook is initialised from
+residual vectors of a data batch (`codebook_init_from_data`; a random codebook far from the
+encoder's outputs collapses within tens of steps on this data). Then every `dead_code_every`
+steps, an entry whose hit-rate EMA over all
 scales fell below `dead_code_threshold` is replaced by a randomly chosen residual vector that
 the quantizer actually sees at some scale, and its Adam moments are zeroed.
 
@@ -33,8 +36,8 @@ from var_model.vqvae import VQVAE
 @dataclass(frozen=True)
 class TokenizerTrainingConfig:
     """steps, batch_size, lr (Adam, betas (0.9, 0.95)), grad_clip (0 = off), seed,
-    quantizer_weight, dead_code_every (0 = never re-seed), dead_code_threshold (hit-rate EMA),
-    log_every, eval_images (test images for the final report)."""
+    quantizer_weight, codebook_init_from_data, dead_code_every (0 = never re-seed),
+    dead_code_threshold (hit-rate EMA), log_every, eval_images (test images for the report)."""
 
     steps: int = 2000
     batch_size: int = 32
@@ -42,6 +45,7 @@ class TokenizerTrainingConfig:
     grad_clip: float = 1.0
     seed: int = 0
     quantizer_weight: float = 1.0
+    codebook_init_from_data: bool = True
     dead_code_every: int = 100
     dead_code_threshold: float = 0.01
     log_every: int = 100
@@ -107,6 +111,12 @@ def train_tokenizer(
     history: list[dict[str, float]] = []
     reseeded = 0
     started = time.perf_counter()
+    if config.codebook_init_from_data:
+        # every entry counts as dead: all are drawn from this batch's residual vectors
+        vqvae.quantize.ema_vocab_hit_SV.zero_()
+        images_NHWC, _ = source.random_batch("train", max(config.batch_size, 64), generator)
+        reseed_dead_codes(vqvae, images_to_model_input(images_NHWC, device), optimizer,
+                          config.dead_code_threshold, generator)
     for step in range(1, config.steps + 1):
         images_NHWC, _ = source.random_batch("train", config.batch_size, generator)
         image_B3HW = images_to_model_input(images_NHWC, device)
