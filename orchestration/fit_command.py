@@ -64,24 +64,31 @@ def _figures(study_frame, fits, out_dir: Path) -> list[str]:
     import analysis
 
     trials, curves = study_frame.fit_trials(), study_frame.fit_curves()
-    size_laws = [law for law in fits.laws if law.against == "N" and law.fit is not None]
-    compute_laws = [law for law in fits.laws if law.against == "C" and law.fit is not None]
     written = []
-    if size_laws:
+    for budget in fits.budgets:
+        size_laws = fits.size_laws(budget)
+        if not size_laws:
+            continue
+        rows = trials[trials["trial_key"].isin(next(iter(size_laws.values())).trial_keys)]
+        stem = "scaling_vs_size" if len(fits.budgets) == 1 else f"scaling_vs_size_{_file_label(budget)}"
         written += _save_figure(analysis.plot_scaling_vs_size(
-            trials, {law.metric: law.fit for law in size_laws},
-            {law.metric: law.bootstrap for law in size_laws if law.bootstrap is not None}), out_dir, "scaling_vs_size")
-    for law in compute_laws:
-        written += _save_figure(analysis.plot_frontier(curves, law.frontier, law.bootstrap), out_dir,
-                                f"frontier_{law.metric}")
+            rows, {metric: law.fit for metric, law in size_laws.items()},
+            {metric: law.bootstrap for metric, law in size_laws.items() if law.bootstrap is not None}), out_dir, stem)
+    for metric, law in fits.compute_laws().items():
+        written += _save_figure(analysis.plot_frontier(curves, law.frontier, law.bootstrap), out_dir, f"frontier_{metric}")
     if fits.per_scale:
         written += _save_figure(analysis.plot_per_scale_loss(trials, fits.per_scale), out_dir, "per_scale_loss")
     if not curves.empty and (curves["metric"] == "test_loss_last").any():
         written += _save_figure(analysis.plot_training_curves(curves), out_dir, "training_curves")
-    extrapolations = {f"{law.metric} vs {law.against}": law.extrapolation for law in fits.laws if law.extrapolation}
+    extrapolations = {f"{law.metric} vs {law.against}" + (f" ({law.budget})" if law.budget != "all" else ""):
+                      law.extrapolation for law in fits.laws if law.extrapolation is not None}
     if extrapolations:
         written += _save_figure(analysis.plot_predicted_vs_actual(extrapolations), out_dir, "predicted_vs_actual")
     return written
+
+
+def _file_label(budget: str) -> str:
+    return "".join(character if character.isalnum() or character in "-." else "_" for character in budget)
 
 
 def _finite_or_none(value):
@@ -99,24 +106,30 @@ def _results(study_frame, fits, tracking_uri) -> dict:
         if law.extrapolation is not None:
             entry["extrapolation"] = law.extrapolation.to_dict()
         laws.append(entry)
+    isoflop = {metric: {"n_exponent": fit.n_exponent, "d_exponent": fit.d_exponent, "warnings": list(fit.warnings),
+                        "budgets": fit.budgets.to_dict(orient="records")} for metric, fit in fits.isoflop.items()}
     return {"study": fits.study, "tracking_uri": tracking_uri, "parent_run_id": study_frame.parent_run_id,
             "n_trials": int(len(study_frame.trials)),
             "status_counts": study_frame.trials["status"].value_counts().to_dict(),
-            "options": fits.options, "laws": laws,
+            "options": fits.options, "budgets": list(fits.budgets), "laws": laws, "isoflop": isoflop,
             "per_scale": {name: fit.to_dict() for name, fit in fits.per_scale.items()}}
 
 
-def _format_table(table) -> str:
-    shown = table[table["error"].isna()] if "error" in table else table
-    lines = [f"{'metric':<16} {'vs':<2} {'law':<48} {'alpha [95% CI]':<32} {'r':>8} {'n':>4} {'holdout err':>11}"]
-    for row in shown.itertuples():
+def _format_table(fits) -> str:
+    table = fits.table()
+    lines = [f"{'metric':<16} {'vs':<2} {'budget':<14} {'law':<48} {'alpha [95% CI]':<32} {'r':>8} {'n':>4} "
+             f"{'holdout err':>11}"]
+    for row in table[table["error"].isna()].itertuples():
         interval = f"[{row.alpha_low:.4g}, {row.alpha_high:.4g}]" if math.isfinite(row.alpha_low) else ""
         holdout = f"{row.holdout_relative_error:+.2%}" if math.isfinite(row.holdout_relative_error) else "-"
         estimate = f"{row.alpha:.4g} {interval}"
-        lines.append(f"{row.metric:<16} {row.against:<2} {row.law:<48} {estimate:<32} "
+        lines.append(f"{row.metric:<16} {row.against:<2} {row.budget:<14} {row.law:<48} {estimate:<32} "
                      f"{row.r:>8.4f} {row.n_points:>4} {holdout:>11}")
-    for row in table[table["error"].notna()].itertuples() if "error" in table else []:
-        lines.append(f"{row.metric:<16} {row.against:<2} not fitted: {row.error}")
+    for row in table[table["error"].notna()].itertuples():
+        lines.append(f"{row.metric:<16} {row.against:<2} {row.budget:<14} not fitted: {row.error}")
+    for metric, fit in fits.isoflop.items():
+        lines.append(f"IsoFLOP {metric}: N_opt ~ C^{fit.n_exponent:.3f}, D_opt ~ C^{fit.d_exponent:.3f} "
+                     f"({len(fit.budgets)} budgets; grid-bias caveat in results.json)")
     return "\n".join(lines)
 
 
@@ -133,7 +146,8 @@ def _log_to_parent(study_frame, fits, tracking_uri, files: list[str]) -> str:
     for law in fits.laws:
         if law.fit is None:
             continue
-        prefix = f"fit.{law.metric}.{law.against}"
+        prefix = f"fit.{law.metric}.{law.against}" + (f".{_file_label(law.budget)}" if len(fits.budgets) > 1
+                                                       and law.against == "N" else "")
         row = law.row()
         for name in ("alpha", "beta", "r", "alpha_low", "alpha_high", "holdout_relative_error"):
             if math.isfinite(row[name]):
@@ -164,7 +178,7 @@ def fit_study(study: str, tracking_uri: str | None = None, out_dir: str | None =
     files += [str(out / "laws.csv"), str(out / "trials.csv"), str(out / "results.json")]
     if echo:
         print(f"study {name}: {len(study_frame.fit_trials())} completed of {len(study_frame.trials)} trials")
-        print(_format_table(table))
+        print(_format_table(fits))
         print(f"wrote {len(files)} files to {out}")
     if log_to_mlflow:
         results["parent_run_id"] = _log_to_parent(study_frame, fits, tracking_uri, files)

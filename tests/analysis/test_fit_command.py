@@ -23,7 +23,7 @@ def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_
     assert law["alpha"] == pytest.approx(-0.23, abs=0.01)
     assert law["alpha_low"] < law["alpha"] < law["alpha_high"]
     assert saved["status_counts"] == {"completed": 7, "failed": 1, "diverged": 1}
-    assert (out / "laws.csv").read_text().startswith("metric,against,law")
+    assert (out / "laws.csv").read_text().startswith("metric,against,budget,law")
 
     client = MlflowClient(synthetic_study["tracking_uri"])
     assert results["parent_run_id"] == synthetic_study["parent_run_id"]
