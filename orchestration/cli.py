@@ -49,6 +49,9 @@ def _dry_run(args) -> int:
 def _launch(args) -> int:
     from orchestration.launcher import launch
 
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise VarScaleError(f"--max-concurrent is {args.max_concurrent}; give at least 1 (or leave it out)")
+
     spec = _load(args)
     result = launch(spec, address=args.address, max_concurrent=args.max_concurrent, dashboard=args.dashboard)
     for key, error in result.errors.items():

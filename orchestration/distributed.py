@@ -36,14 +36,14 @@ def _run_ranks(request: TrialRequest):
     from var_model.training.result import TrialResult
 
     def run(config, callback, resume=True):
-        config_path = os.path.join(request.output_dir, "trial_config.yaml")
+        config_path = os.path.join(config.output_dir, "trial_config.yaml")
         config.to_yaml(config_path)
         environment = dict(os.environ, MLFLOW_TRACKING_URI=request.tracking_uri,
                            OMP_NUM_THREADS=str(request.threads))
         completed = subprocess.run(torchrun_command(request, config_path), env=environment)
         if completed.returncode != 0:
             raise TrialError(f"torchrun for {request.key} exited with status {completed.returncode}")
-        result = TrialResult.load(request.output_dir)
+        result = TrialResult.load(config.output_dir)
         if result is None:
             raise TrialError(f"torchrun for {request.key} finished without writing result.json")
         return result

@@ -68,9 +68,8 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
 
 
 def _ray_node_id() -> str:
-    try:
-        import ray
+    import ray
 
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # outside Ray (tests, torchrun ranks): no node id
-        return ""
+    # Outside a Ray worker (tests, torchrun ranks) there is no node id; asking for the
+    # runtime context there would start a Ray instance.
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""

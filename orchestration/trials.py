@@ -119,6 +119,11 @@ def expand(spec: StudySpec) -> list[TrialSpec]:
                     custom_resources={name: rule.at(depth) for name, rule in spec.resources.custom.items()},
                     var_config=config,
                 ))
+    for trial in trials:
+        # Ray allows fractions of one GPU (packing small trials) but only whole numbers above one.
+        if trial.gpus > 1 and trial.gpus != int(trial.gpus):
+            raise ConfigError(f"resources.gpus: {trial.gpus:g} GPUs at depth {trial.depth}; above 1 use a whole "
+                              "number (the trial runs data-parallel on them), below 1 any fraction")
     keys = [trial.key for trial in trials]
     duplicates = sorted({key for key in keys if keys.count(key) > 1})
     if duplicates:

@@ -144,3 +144,8 @@ def test_yaml_object_tags_are_refused(tmp_path):
 def test_bad_override_syntax():
     with pytest.raises(ConfigError, match=r"--set 'model\.depths': expected KEY\.SUB=VALUE"):
         load_study(str(TINY), ["model.depths"])
+
+
+def test_multi_gpu_trials_take_whole_gpus(tmp_path):
+    with pytest.raises(ConfigError, match=r"resources\.gpus: 1\.5 GPUs at depth 2; above 1 use a whole number"):
+        parse_with(tmp_path, resources__gpus={1: 0.5, 2: 1.5})
