@@ -4,7 +4,7 @@
 
 Every section of the file has one dataclass here; `orchestration.spec_parser` turns YAML into
 them, and the per-trial numbers (width, params, steps, lr) come from `orchestration.trials`.
-Fields are documented where they are parsed; docs/STUDIES.md is the user-facing reference.
+Every key is described in docs/STUDIES.md (the user-facing reference).
 """
 
 from __future__ import annotations
