@@ -134,6 +134,9 @@ def _format_table(fits) -> str:
 
 
 def _log_to_parent(study_frame, fits, tracking_uri, files: list[str]) -> str:
+    import time
+
+    from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -143,16 +146,18 @@ def _log_to_parent(study_frame, fits, tracking_uri, files: list[str]) -> str:
                                    tags={KIND_TAG: "study", STUDY_TAG: study_frame.study}).info.run_id
     for path in files:
         client.log_artifact(run_id, path, artifact_path="fits")
+    now, metrics, tags = int(time.time() * 1000), [], []
     for law in fits.laws:
         if law.fit is None:
             continue
-        prefix = f"fit.{law.metric}.{law.against}" + (f".{_file_label(law.budget)}" if len(fits.budgets) > 1
-                                                       and law.against == "N" else "")
+        budget = f".{_file_label(law.budget)}" if len(fits.budgets) > 1 and law.against == "N" else ""
+        prefix = f"fit.{law.metric}.{law.against}{budget}"
         row = law.row()
         for name in ("alpha", "beta", "r", "alpha_low", "alpha_high", "holdout_relative_error"):
             if math.isfinite(row[name]):
-                client.log_metric(run_id, f"{prefix}.{name}", float(row[name]))
-        client.set_tag(run_id, f"{prefix}.law", row["law"])
+                metrics.append(Metric(f"{prefix}.{name}", float(row[name]), now, 0))
+        tags.append(RunTag(f"{prefix}.law", row["law"]))
+    client.log_batch(run_id, metrics=metrics, tags=tags)  # one transaction, not one call per number
     return run_id
 
 
