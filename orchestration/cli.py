@@ -93,7 +93,8 @@ def _demo(args) -> int:
     print("\nnext:")
     print(f"  varscale status {args.study}{overrides}      # per-trial state and metrics")
     print(f"  varscale ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
-    print(f"  MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' jupyter lab notebooks/   # the analysis notebooks")
+    print(f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "
+          "jupyter lab notebooks/scaling_curves.ipynb   # the analysis notebook")
     return code
 
 
