@@ -108,7 +108,14 @@ def _results(study_frame, fits, tracking_uri) -> dict:
         laws.append(entry)
     isoflop = {metric: {"n_exponent": fit.n_exponent, "d_exponent": fit.d_exponent, "warnings": list(fit.warnings),
                         "budgets": fit.budgets.to_dict(orient="records")} for metric, fit in fits.isoflop.items()}
+    parametric = {}
+    for metric, fit in fits.parametric.items():
+        bootstrap = fits.parametric_bootstrap.get(metric)
+        parametric[metric] = {**fit.to_dict(), "n_exponent": fit.n_exponent, "d_exponent": fit.d_exponent,
+                              "intervals": None if bootstrap is None else
+                              {name: list(interval) for name, interval in bootstrap.intervals.items()}}
     return {"study": fits.study, "tracking_uri": tracking_uri, "parent_run_id": study_frame.parent_run_id,
+            "parametric": parametric,
             "n_trials": int(len(study_frame.trials)),
             "status_counts": study_frame.trials["status"].value_counts().to_dict(),
             "options": fits.options, "budgets": list(fits.budgets), "laws": laws, "isoflop": isoflop,
@@ -130,6 +137,9 @@ def _format_table(fits) -> str:
     for metric, fit in fits.isoflop.items():
         lines.append(f"IsoFLOP {metric}: N_opt ~ C^{fit.n_exponent:.3f}, D_opt ~ C^{fit.d_exponent:.3f} "
                      f"({len(fit.budgets)} budgets; grid-bias caveat in results.json)")
+    for metric, fit in fits.parametric.items():
+        lines.append(f"L(N, D) {metric}: E={fit.E:.4g} + {fit.A:.4g}/N^{fit.alpha:.3f} + {fit.B:.4g}/D^{fit.beta:.3f}; "
+                     f"N_opt ~ C^{fit.n_exponent:.3f}" + (f"; warnings: {list(fit.warnings)}" if fit.warnings else ""))
     return "\n".join(lines)
 
 
@@ -157,6 +167,9 @@ def _log_to_parent(study_frame, fits, tracking_uri, files: list[str]) -> str:
             if math.isfinite(row[name]):
                 metrics.append(Metric(f"{prefix}.{name}", float(row[name]), now, 0))
         tags.append(RunTag(f"{prefix}.law", row["law"]))
+    for metric, fit in fits.parametric.items():
+        for name, value in fit.parameters().items():
+            metrics.append(Metric(f"fit.{metric}.ND.{name}", float(value), now, 0))
     client.log_batch(run_id, metrics=metrics, tags=tags)  # one transaction, not one call per number
     return run_id
 

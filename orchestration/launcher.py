@@ -25,6 +25,7 @@ from orchestration.dry_run import dry_run_table
 from orchestration.progress import Progress
 from orchestration.ray_runtime import check_resources, node_resources, start_ray
 from orchestration.resolved import spec_to_yaml
+from orchestration.study_lock import StudyLock
 from orchestration.study_spec import StudySpec
 from orchestration.tracking import FINISHED_STATUSES, STATUS_TAG, StudyTracker, git_revision, redact_uri
 from orchestration.trial_config import build_trial_config, trial_output_dir
@@ -84,6 +85,14 @@ def launch(spec: StudySpec, address: str | None = None, max_concurrent: int | No
            dashboard: bool = False, stream: TextIO | None = None, trial_function: Callable | None = None,
            tokenizer_function: Callable | None = None, poll_seconds: float = 1.0) -> LaunchResult:
     """Run every unfinished trial of `spec`; `trial_function` defaults to the real trainer."""
+    with StudyLock(spec.storage, spec.name):
+        return _launch_locked(spec, address, max_concurrent, dashboard, stream, trial_function,
+                              tokenizer_function, poll_seconds)
+
+
+def _launch_locked(spec: StudySpec, address: str | None, max_concurrent: int | None, dashboard: bool,
+                   stream: TextIO | None, trial_function: Callable | None, tokenizer_function: Callable | None,
+                   poll_seconds: float) -> LaunchResult:
     import ray
 
     stream = stream or sys.stdout

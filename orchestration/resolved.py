@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from orchestration.study_spec import StudySpec
+from orchestration.tracking import redact_uri
 
 
 def spec_to_mapping(spec: StudySpec) -> dict[str, Any]:
@@ -24,7 +25,8 @@ def spec_to_mapping(spec: StudySpec) -> dict[str, Any]:
     return {
         "name": spec.name,
         "storage": spec.storage,
-        "tracking_uri": spec.tracking_uri,
+        # Saved to disk and MLflow: never with credentials (they belong in MLFLOW_TRACKING_* env vars).
+        "tracking_uri": redact_uri(spec.tracking_uri),
         "data": spec.data.to_dict(),
         "tokenizer": tokenizer_mapping,
         "model": {

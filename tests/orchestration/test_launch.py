@@ -16,8 +16,10 @@ from mlflow.tracking import MlflowClient
 
 from orchestration.launcher import launch
 from orchestration.ray_runtime import ResourceError, check_resources
+from orchestration.status import study_status
+from orchestration.study_lock import StudyLock, StudyLockedError
 from orchestration.study_spec import load_study
-from orchestration.tracking import KEY_TAG, KIND_TAG, PARENT_TAG, STATUS_TAG
+from orchestration.tracking import KEY_TAG, KIND_TAG, PARENT_TAG, STATUS_TAG, StudyTracker, git_revision
 from orchestration.trials import expand
 
 TINY = str(Path(__file__).parent / "fixtures" / "tiny_study.yaml")
@@ -125,11 +127,18 @@ def test_ctrl_c_then_relaunch_continues_without_duplicates(ray_cluster, tmp_path
     spec = load_study(TINY, [f"storage={tmp_path}", "budgets.values=[48]"])
     directories = [Path(spec.storage, "trials", trial.key) for trial in expand(spec)]
     # Ctrl-C arrives as KeyboardInterrupt in the main thread, which is what interrupt_main does.
-    watcher = threading.Thread(target=_when_checkpointed, args=(directories, 2, lambda _: _thread.interrupt_main()))
+    seen_while_running = []
+
+    def look_then_interrupt(_directory):
+        seen_while_running.extend(row["state"] for row in study_status(spec))  # status works mid-run
+        _thread.interrupt_main()
+
+    watcher = threading.Thread(target=_when_checkpointed, args=(directories, 2, look_then_interrupt))
     watcher.start()
     first = quiet_launch(spec, trial_function=SlowTrial(0.5))
     watcher.join()
     assert first.interrupted
+    assert "running" in seen_while_running
     _, parents, children = runs_of(spec)
     assert {child.data.tags[STATUS_TAG] for child in children} <= {"failed", "completed"}
 
@@ -152,3 +161,31 @@ def test_resource_check_knows_per_node_limits(tmp_path):
     with pytest.raises(ResourceError, match="the largest node offers"):
         check_resources(expand(spec), nodes)
     check_resources(expand(spec), [{"CPU": 1.0, "fake_gpu": 2.0}])
+
+
+def test_runs_left_running_by_a_killed_driver_are_resumed_in_place(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "model.depths=[1]", "budgets.values=[16]"])
+    (trial,) = expand(spec)
+    # What a driver killed with -9 leaves: a child run RUNNING, tagged running, half trained.
+    tracker = StudyTracker(spec)
+    tracker.start_parent()
+    run_id = tracker.create_trial_run(trial, git_revision())
+    tracker.client.set_tag(run_id, STATUS_TAG, "running")
+    checkpoint = Path(spec.storage, "trials", trial.key, "checkpoint.json")
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text(json.dumps({"step": 1}))
+
+    result = quiet_launch(spec, trial_function=fake_run_trial)
+    assert result.ok and result.statuses == {trial.key: "completed"}
+    client, parents, children = runs_of(spec)
+    assert len(parents) == 1 and [child.info.run_id for child in children] == [run_id]
+    assert children[0].data.tags["varscale.resumed_step"] == "1"
+
+
+def test_a_second_launch_of_the_same_study_is_refused(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}"])
+    with StudyLock(spec.storage, spec.name):
+        with pytest.raises(StudyLockedError, match=r"study 'tiny_test' is already being launched \(pid \d+"):
+            quiet_launch(spec, trial_function=fake_run_trial)
+    with StudyLock(spec.storage, spec.name):  # released on exit
+        pass
