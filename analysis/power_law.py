@@ -121,7 +121,11 @@ def _fit_var_form(scaled_x, y, x_unit_scale, x_unit, irreducible, options) -> Po
     # log L = alpha log X + alpha log beta  =>  beta = exp(intercept / alpha)
     if slope == 0:
         raise FitError("fitted slope is exactly 0: y does not vary with x, beta is undefined")
-    beta = float(np.exp(intercept / slope))
+    with np.errstate(over="ignore"):
+        beta = float(np.exp(intercept / slope))
+    if not np.isfinite(beta) or beta == 0:
+        raise FitError(f"fitted slope {slope:.3g} is ~0 (y barely varies with x): beta = exp(intercept/slope) "
+                       "is not representable; this metric shows no power-law trend")
     residual = log_y - (slope * log_x + intercept)
     r = float(stats.pearsonr(log_x, log_y).statistic) if len(log_x) > 2 else float(np.sign(slope))
     return PowerLawFit(

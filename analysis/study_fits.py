@@ -6,6 +6,8 @@
   extrapolation check (refit without the largest model, predict it).
 - Against compute C on the C_min frontier of all runs' curves (VAR form, C in PFLOP), likewise.
 - IsoFLOP (approach 2) when the study's budgets are FLOP budgets with >= 3 sizes each.
+- The Chinchilla parametric L(N, D) (approach 3; D = tokens trained) for the loss metrics when the
+  study has several budgets (sizes x budgets span the (N, D) plane), with its bootstrap.
 - Per-scale test loss against N (largest budget).
 
 A fit that cannot be made (too few completed trials, a metric never logged) is reported with its
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import BootstrapResult, bootstrap_fit
+from analysis.bootstrap import BootstrapResult, bootstrap_chinchilla, bootstrap_fit
+from analysis.chinchilla import ChinchillaFit, fit_chinchilla
 from analysis.errors import AnalysisError
 from analysis.extrapolation import ExtrapolationResult, extrapolation_check
 from analysis.frontier import FrontierFit, fit_frontier, frontier_extrapolation_check
@@ -71,6 +74,8 @@ class StudyFits:
     laws: tuple[LawReport, ...]
     per_scale: dict[str, PowerLawFit]
     isoflop: dict[str, IsoFlopFit] = field(default_factory=dict)  # metric -> fit, FLOP-budget studies only
+    parametric: dict[str, ChinchillaFit] = field(default_factory=dict)  # loss metric -> L(N, D), several budgets
+    parametric_bootstrap: dict[str, BootstrapResult] = field(default_factory=dict)
     budgets: tuple[str, ...] = ("all",)  # ascending; the last is the largest
     options: dict = field(default_factory=dict)
 
@@ -163,6 +168,24 @@ def _isoflop_fits(trials: pd.DataFrame, metrics) -> dict[str, IsoFlopFit]:
     return fits
 
 
+def _parametric_fits(trials, metrics, n_groups, n_bootstrap, seed):
+    fits, bootstraps = {}, {}
+    if n_groups < 2:
+        return fits, bootstraps  # one budget: D barely varies, so B and beta are not identified
+    for metric in (metric for metric in metrics if metric.startswith("test_loss")):
+        rows = trials.dropna(subset=[metric, "params_total", "tokens"])
+        try:
+            fit = fit_chinchilla(rows["params_total"], rows["tokens"], rows[metric])
+            fits[metric] = fit
+            if n_bootstrap:
+                bootstraps[metric] = bootstrap_chinchilla(
+                    rows["params_total"], rows["tokens"], rows[metric], groups=rows["trial_key"].to_numpy(),
+                    n_resamples=n_bootstrap, seed=seed, fit=fit)
+        except AnalysisError:
+            continue  # fewer than 5 trials: no parametric fit to report
+    return fits, bootstraps
+
+
 def fit_study_laws(
     study_frame: StudyFrame,
     metrics: tuple[str, ...] = METRICS,
@@ -192,8 +215,10 @@ def fit_study_laws(
             per_scale[column] = fit_power_law(rows["params_total"], rows[column], x_unit_scale=BILLION, x_unit="B")
         except AnalysisError:
             continue  # a scale with too few points is simply not drawn
+    parametric, parametric_bootstrap = _parametric_fits(trials, metrics, len(groups), n_bootstrap, seed)
     return StudyFits(study=study_frame.study, laws=tuple(laws), per_scale=per_scale,
-                     isoflop=_isoflop_fits(trials, metrics), budgets=tuple(label for label, _ in groups),
+                     isoflop=_isoflop_fits(trials, metrics), parametric=parametric,
+                     parametric_bootstrap=parametric_bootstrap, budgets=tuple(label for label, _ in groups),
                      options={"metrics": list(metrics), "n_bootstrap": n_bootstrap, "seed": seed,
                               "irreducible": irreducible, "statuses": list(statuses),
                               "n_trials_fitted": int(len(trials)), "x_units": {"N": "B", "C": "PFLOP"},

@@ -63,3 +63,13 @@ def test_loader_reads_the_orchestration_writers(tmp_path):
     assert study.parent_run_id == tracker.parent_run_id
     curves = study.fit_curves()
     assert set(curves["metric"]) >= {"test_loss_last", "train_loss"} and curves["flops"].notna().all()
+
+    # `varscale fit` on this tiny, degenerate study (2 sizes x 2 budgets, one diverged) reports what
+    # it cannot fit instead of failing, and still writes its files and logs to the parent run.
+    from orchestration.fit_command import fit_study
+
+    results = fit_study(spec.name, spec.tracking_uri, str(tmp_path / "fits"), n_bootstrap=5, echo=False)
+    assert results["budgets"] == ["images=16", "images=32"]
+    assert any(law["error"] for law in results["laws"])
+    assert (tmp_path / "fits" / "laws.csv").exists() and (tmp_path / "fits" / "results.json").exists()
+    assert results["parent_run_id"] == tracker.parent_run_id

@@ -72,3 +72,8 @@ def test_unknown_form_and_constant_x_are_errors():
         fit_power_law([3, 3, 3], [2, 1, 1.5])
     with pytest.raises(DataError, match="irreducible"):
         fit_power_law([1, 2, 3], [2.0, 1.5, 1.2], irreducible=1.3)
+
+
+def test_a_flat_metric_is_a_clear_error_not_an_infinite_beta():
+    with pytest.raises(FitError, match="no power-law trend"):
+        fit_power_law([1e7, 1e8, 1e9], [0.9, 0.9 * (1 + 1e-15), 0.9])

@@ -40,6 +40,17 @@ def test_one_size_law_per_data_budget():
     assert list(table["budget"]) == ["tokens=1e+09", "tokens=1e+10", "all"]
     assert table["predicted_low"].iloc[0] <= table["predicted"].iloc[0] <= table["predicted_high"].iloc[0]
     assert fits.isoflop == {}
+    assert set(fits.parametric) == {"test_loss_last"}  # several budgets span the (N, D) plane
+
+
+def test_several_budgets_give_a_parametric_fit_with_intervals():
+    study = _study("tokens", (1e9, 1e10, 1e11), lambda N, D: 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28)
+    fits = fit_study_laws(study, metrics=("test_loss_last",), n_bootstrap=50)
+    parametric = fits.parametric["test_loss_last"]
+    assert parametric.E == pytest.approx(1.69, abs=0.02)
+    assert parametric.alpha == pytest.approx(0.34, abs=0.02) and parametric.beta == pytest.approx(0.28, abs=0.02)
+    low, high = fits.parametric_bootstrap["test_loss_last"].intervals["alpha"]
+    assert low <= parametric.alpha <= high
 
 
 def test_flop_budgets_add_isoflop_profiles():
@@ -53,6 +64,7 @@ def test_a_metric_that_was_never_logged_is_reported_not_raised():
     study = _study("tokens", (1e10,), lambda N, D: 1.0 + 400 / N**0.34)
     fits = fit_study_laws(study, metrics=("test_loss_last", "test_error_last"), n_bootstrap=0)
     assert fits.law("test_loss_last", "N").fit is not None
+    assert fits.parametric == {}  # one budget: D does not vary enough to identify B and beta
     failed = fits.law("test_error_last", "N")
     assert failed.fit is None and "test_error_last" in failed.error
     assert fits.law("test_error_last", "C").error is not None
