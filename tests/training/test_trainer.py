@@ -135,3 +135,12 @@ def test_sample_grid_is_written(tiny_trial):
 
     with Image.open(Path(config.output_dir) / "samples.png") as grid:
         assert grid.size == (2 * 32, 4 * 32)
+
+
+def test_crash_after_the_final_checkpoint_completes_on_resume(tiny_trial):
+    first = run_trial(tiny_trial, resume=False)
+    (Path(tiny_trial.output_dir) / "result.json").unlink()
+    again = run_trial(tiny_trial)
+    assert again.status == "completed" and again.steps == first.steps
+    for key in ("final_test_loss_avg", "final_test_error_last", "final_flops"):
+        assert again.metrics[key] == first.metrics[key], key

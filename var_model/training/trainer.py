@@ -105,6 +105,13 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
                 if parts.autocast_dtype is not None else nullcontext())
     started = time.perf_counter()
     last_checkpoint: str | None = str(checkpoint_path) if start_step else None
+    if start_step == parts.steps:
+        # the final checkpoint was written but the process died before result.json: the
+        # weights are final, only the closing evaluation is repeated
+        metrics = evaluate(parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size,
+                           context, parts.autocast_dtype)
+        metrics.update(parts.cost.counters(start_step))
+        return _completed(parts, config, context, callbacks, start_step, metrics, last_checkpoint)
     for step in range(start_step + 1, parts.steps + 1):
         lr = parts.schedule.lr(step - 1)
         set_learning_rate(parts.optimizer, lr)
@@ -145,7 +152,8 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
             callbacks.on_checkpoint(step, last_checkpoint)
         if final:
             return _completed(parts, config, context, callbacks, step, metrics, last_checkpoint)
-    raise TrialError(f"checkpoint at step {start_step} is past the trial's {parts.steps} steps")
+    raise TrialError(f"checkpoint at step {start_step} is past the trial's {parts.steps} steps; "
+                     "was the budget lowered? use a new output_dir")
 
 
 def _backward_and_step(parts: TrialParts, loss: torch.Tensor, grad_clip: float) -> None:
