@@ -68,3 +68,20 @@ def test_stage_config_from_mapping_and_errors(tmp_path):
         TokenizerStageConfig.from_dict({"data": {"resolution": 64}, "cache_root": "x"})
     with pytest.raises(ConfigError, match="vqvae_path"):
         TokenizerStageConfig.from_dict({"data": {}, "cache_root": "x", "kind": "load_official"})
+
+
+def test_stage_loads_released_format_weights_and_reports_them(tmp_path):
+    torch.manual_seed(0)
+    released = VQVAE(VQVAEConfig.debug())
+    torch.save(released.state_dict(), tmp_path / "vae.pth")
+    config = TokenizerStageConfig.from_dict({
+        "data": {"train_images": 16, "test_images": 8, "num_classes": 2}, "vqvae": "debug",
+        "cache_root": str(tmp_path / "cache"), "kind": "load_official", "vqvae_path": str(tmp_path / "vae.pth"),
+        "training": {"eval_images": 8}, "device": "cpu"})
+    result = run_tokenizer_stage(config)
+    from var_model.tokenizer import TokenCache
+
+    loaded = TokenCache.open(result.cache_path).load_tokenizer()
+    for name, tensor in released.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    assert len(result.report["codebook_usage"]) == 3 and result.report["reconstruction_mse"] > 0
