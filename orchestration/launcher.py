@@ -23,7 +23,7 @@ from typing import Callable, TextIO
 
 from orchestration.dry_run import dry_run_table
 from orchestration.progress import Progress
-from orchestration.ray_runtime import check_resources, node_resources, start_ray
+from orchestration.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
 from orchestration.resolved import spec_to_yaml
 from orchestration.study_lock import StudyLock
 from orchestration.study_spec import StudySpec
@@ -142,7 +142,7 @@ def _launch_locked(spec: StudySpec, address: str | None, max_concurrent: int | N
                                else tracker.create_trial_run(trial, revision)) for trial in todo}
         remote = ray.remote(_remote_trial)
         pending = list(todo)
-        limit = max_concurrent or len(todo)
+        limit = max_concurrent or default_concurrency(todo, ray.cluster_resources())
         progress.started = time.monotonic()  # the ETA's clock: trials only, not Ray's start
         progress.show(force=True)
         while pending or refs:

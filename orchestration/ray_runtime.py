@@ -89,3 +89,15 @@ def check_resources(trials: list[TrialSpec], nodes: list[dict[str, float]]) -> N
             + "\nlower resources.cpus/gpus/custom in the study (e.g. --set resources.gpus=0), "
             "or join a cluster that has them (--address)"
         )
+
+
+def default_concurrency(trials: list[TrialSpec], totals: dict[str, float]) -> int:
+    """How many trials the cluster can run at once (by the smallest trial's request).
+
+    Submitting more would only queue them inside Ray, where the progress display could not
+    tell queued from running; bigger trials than the smallest simply queue a little longer.
+    """
+    smallest = min(trials, key=lambda trial: trial.flops)
+    request = trial_request(smallest)
+    fits = [int(totals.get(name, 0.0) // amount) for name, amount in request.items() if amount > 0]
+    return max(1, min(fits) if fits else len(trials))

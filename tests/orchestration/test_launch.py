@@ -15,7 +15,7 @@ from fake_trial import SlowTrial, fake_run_trial, fake_tokenizer_stage
 from mlflow.tracking import MlflowClient
 
 from orchestration.launcher import launch
-from orchestration.ray_runtime import ResourceError, check_resources
+from orchestration.ray_runtime import ResourceError, check_resources, default_concurrency
 from orchestration.status import study_status
 from orchestration.study_lock import StudyLock, StudyLockedError
 from orchestration.study_spec import load_study
@@ -189,3 +189,10 @@ def test_a_second_launch_of_the_same_study_is_refused(tmp_path):
             quiet_launch(spec, trial_function=fake_run_trial)
     with StudyLock(spec.storage, spec.name):  # released on exit
         pass
+
+
+def test_default_concurrency_is_what_the_cluster_holds(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "resources.custom={fake_gpu: 1}"])
+    assert default_concurrency(expand(spec), {"CPU": 4.0, "fake_gpu": 2.0}) == 2  # fake GPUs bind
+    assert default_concurrency(expand(spec), {"CPU": 1.0, "fake_gpu": 2.0}) == 2  # 0.5 CPU each
+    assert default_concurrency(expand(spec), {"CPU": 0.25, "fake_gpu": 2.0}) == 1
