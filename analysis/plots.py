@@ -23,9 +23,14 @@ AXIS_LABELS = {"params_total": "parameters N", "flops": "training compute C (FLO
 def _new_figure(n_panels: int = 1, panel_size=(5.0, 4.0)) -> tuple[Figure, list]:
     columns = min(n_panels, 2)
     rows = int(np.ceil(n_panels / columns))
-    figure = Figure(figsize=(panel_size[0] * columns, panel_size[1] * rows), layout="constrained")
+    width, height = panel_size[0] * columns, panel_size[1] * rows
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     axes = [figure.add_subplot(rows, columns, index + 1) for index in range(n_panels)]
+    # Fixed margins in inches, not constrained layout: measuring every log-axis tick label for the
+    # layout engine made saving a figure several times slower.
+    figure.subplots_adjust(left=1.15 / width, right=1 - 0.2 / width, bottom=0.65 / height, top=1 - 0.45 / height,
+                           wspace=0.35, hspace=0.35)
     return figure, axes
 
 

@@ -193,10 +193,12 @@ def fit_study_laws(
     seed: int = 0,
     irreducible: dict[str, float] | None = None,
     statuses: tuple[str, ...] = FIT_STATUSES,
+    parametric: bool = True,
 ) -> StudyFits:
     """Fits every metric against N (per budget) and against C for the trials whose status is in
     `statuses` (completed only by default). irreducible: per-metric constant subtracted before the
-    VAR-form fit (the paper's reducible loss); 0 for metrics not named."""
+    VAR-form fit (the paper's reducible loss); 0 for metrics not named. parametric: also fit the
+    Chinchilla L(N, D) (full 4,500-start grid, seconds) when the study has several budgets."""
     irreducible = irreducible or {}
     trials = study_frame.fit_trials(statuses)
     curves = study_frame.fit_curves(statuses)
@@ -215,9 +217,10 @@ def fit_study_laws(
             per_scale[column] = fit_power_law(rows["params_total"], rows[column], x_unit_scale=BILLION, x_unit="B")
         except AnalysisError:
             continue  # a scale with too few points is simply not drawn
-    parametric, parametric_bootstrap = _parametric_fits(trials, metrics, len(groups), n_bootstrap, seed)
+    parametric_fits, parametric_bootstrap = ({}, {}) if not parametric else _parametric_fits(
+        trials, metrics, len(groups), n_bootstrap, seed)
     return StudyFits(study=study_frame.study, laws=tuple(laws), per_scale=per_scale,
-                     isoflop=_isoflop_fits(trials, metrics), parametric=parametric,
+                     isoflop=_isoflop_fits(trials, metrics), parametric=parametric_fits,
                      parametric_bootstrap=parametric_bootstrap, budgets=tuple(label for label, _ in groups),
                      options={"metrics": list(metrics), "n_bootstrap": n_bootstrap, "seed": seed,
                               "irreducible": irreducible, "statuses": list(statuses),

@@ -19,7 +19,7 @@ def test_notebook_executes_against_the_synthetic_study(synthetic_study, monkeypa
 
     monkeypatch.setenv("VARSCALE_STUDY", synthetic_study["study"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", synthetic_study["tracking_uri"])
-    monkeypatch.setenv("VARSCALE_BOOTSTRAP", "20")
+    monkeypatch.setenv("VARSCALE_BOOTSTRAP", "10")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(notebook, timeout=120, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK.parent)}})

@@ -28,7 +28,7 @@ def _study(budget_kind, budget_values, loss_of):
 
 def test_one_size_law_per_data_budget():
     study = _study("tokens", (1e9, 1e10), lambda N, D: 1.0 + 400 / N**0.34 + 400 / D**0.28)
-    fits = fit_study_laws(study, metrics=("test_loss_last",), n_bootstrap=10)
+    fits = fit_study_laws(study, metrics=("test_loss_last",), n_bootstrap=10, parametric=False)
     assert fits.budgets == ("tokens=1e+09", "tokens=1e+10")
     small, large = (fits.law("test_loss_last", "N", budget) for budget in fits.budgets)
     assert small.fit.n_points == large.fit.n_points == len(SIZES)
@@ -39,8 +39,7 @@ def test_one_size_law_per_data_budget():
     table = fits.table()
     assert list(table["budget"]) == ["tokens=1e+09", "tokens=1e+10", "all"]
     assert table["predicted_low"].iloc[0] <= table["predicted"].iloc[0] <= table["predicted_high"].iloc[0]
-    assert fits.isoflop == {}
-    assert set(fits.parametric) == {"test_loss_last"}  # several budgets span the (N, D) plane
+    assert fits.isoflop == {} and fits.parametric == {}
 
 
 def test_several_budgets_give_a_parametric_fit_with_intervals():
@@ -55,7 +54,7 @@ def test_several_budgets_give_a_parametric_fit_with_intervals():
 
 def test_flop_budgets_add_isoflop_profiles():
     study = _study("flops", (1e17, 1e18, 1e19), lambda N, D: 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28)
-    fits = fit_study_laws(study, metrics=("test_loss_last",), n_bootstrap=0)
+    fits = fit_study_laws(study, metrics=("test_loss_last",), n_bootstrap=0, parametric=False)
     assert set(fits.isoflop) == {"test_loss_last"}
     assert 0 < fits.isoflop["test_loss_last"].n_exponent < 1
 
