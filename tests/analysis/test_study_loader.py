@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from analysis import StudyNotFoundError, fit_power_law, load_study
-from conftest import DEPTHS, FINAL_EVAL_FACTOR, N_SCALES, STEPS
+from synthetic_study import DEPTHS, FINAL_EVAL_FACTOR, N_SCALES, STEPS
 
 
 @pytest.fixture(scope="module")
