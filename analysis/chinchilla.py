@@ -217,8 +217,12 @@ def fit_chinchilla(
 
 
 def _grid_warnings(grid, starts_SP, batch, at_best, best_row, best_x) -> list[str]:
-    """Why a user should distrust the best start: it sits on the grid edge, the optimum lies outside
-    the grid, or the optimiser never left its start."""
+    """Why a user should distrust the result:
+    - the fitted optimum lies outside the range the grid spans (the grid may miss the basin);
+    - the best basin is reached only from starts on the grid's edge for some parameter (many starts
+      usually reach the optimum, so "the best start" is read as every start that reached the best
+      objective; if all of them sit on an edge, a wider grid could hold a better basin);
+    - the optimiser stopped at its start (the averaged-objective failure of the original paper)."""
     warnings = []
     values = grid.values()
     for column, name in enumerate(PARAMETER_NAMES):
