@@ -174,17 +174,35 @@ def _log_to_parent(study_frame, fits, tracking_uri, files: list[str]) -> str:
     return run_id
 
 
+def parse_irreducible(pairs: list[str]) -> dict[str, float]:
+    """['test_loss_last=4.5', ...] -> {'test_loss_last': 4.5} (the VAR paper fits reducible loss)."""
+    from analysis.study_fits import METRICS
+
+    parsed = {}
+    for pair in pairs:
+        metric, separator, value = pair.partition("=")
+        if not separator or metric not in METRICS:
+            raise ValueError(f"--irreducible {pair!r}: expected METRIC=VALUE with METRIC one of {list(METRICS)}")
+        try:
+            parsed[metric] = float(value)
+        except ValueError:
+            raise ValueError(f"--irreducible {pair!r}: {value!r} is not a number") from None
+    return parsed
+
+
 def fit_study(study: str, tracking_uri: str | None = None, out_dir: str | None = None, n_bootstrap: int = 200,
-              seed: int = 0, log_to_mlflow: bool = True, echo: bool = True) -> dict:
+              seed: int = 0, log_to_mlflow: bool = True, echo: bool = True,
+              irreducible: dict[str, float] | None = None) -> dict:
     """Loads, fits, writes figures and results under out_dir (default fits/<study>), logs them to the
-    parent run, and returns the results dict (with 'files' and 'out_dir')."""
+    parent run, and returns the results dict (with 'files' and 'out_dir'). irreducible: per-metric
+    constant subtracted before the VAR-form fits."""
     import analysis
 
     if n_bootstrap != 0 and n_bootstrap < 2:
         raise ValueError(f"--bootstrap must be 0 (no bootstrap) or at least 2 resamples, got {n_bootstrap}")
     name, tracking_uri = resolve_study(study, tracking_uri)
     study_frame = analysis.load_study(name, tracking_uri)
-    fits = analysis.fit_study_laws(study_frame, n_bootstrap=n_bootstrap, seed=seed)
+    fits = analysis.fit_study_laws(study_frame, n_bootstrap=n_bootstrap, seed=seed, irreducible=irreducible)
     out = Path(out_dir or Path("fits") / name)
     out.mkdir(parents=True, exist_ok=True)
     results = _results(study_frame, fits, tracking_uri)
@@ -209,7 +227,7 @@ def _handle(args: argparse.Namespace) -> int:
 
     try:
         fit_study(args.study, tracking_uri=args.tracking_uri, out_dir=args.out, n_bootstrap=args.bootstrap,
-                  seed=args.seed, log_to_mlflow=not args.no_mlflow)
+                  seed=args.seed, log_to_mlflow=not args.no_mlflow, irreducible=parse_irreducible(args.irreducible))
     except (AnalysisError, ValueError, FileNotFoundError) as error:
         # Bad input (unknown study, missing file, unusable data): the message says what; no traceback.
         print(f"varscale fit: error: {error}", file=sys.stderr)
@@ -228,6 +246,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--out", default=None, help="output folder (default: fits/<study>)")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over trials (0: none)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--irreducible", action="append", default=[], metavar="METRIC=VALUE",
+                        help="subtract a known irreducible term before the VAR-form fit, e.g. "
+                        "test_loss_last=4.5 (the paper fits reducible loss); repeatable")
     parser.add_argument("--no-mlflow", action="store_true", help="write files only; do not log to the parent run")
     parser.set_defaults(handler=_handle)
     return parser

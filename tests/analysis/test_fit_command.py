@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.fit_command import fit_study, read_name_and_tracking_uri, register, resolve_study
+from orchestration.fit_command import (fit_study, parse_irreducible, read_name_and_tracking_uri, register,
+                                       resolve_study)
 
 
 def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_path, capsys):
@@ -40,6 +41,12 @@ def test_register_adds_the_fit_subcommand():
     args = parser.parse_args(["fit", "my-study", "--tracking-uri", "sqlite:///x.db", "--bootstrap", "50"])
     assert (args.study, args.tracking_uri, args.bootstrap, args.out) == ("my-study", "sqlite:///x.db", 50, None)
     assert callable(args.handler)
+    args = parser.parse_args(["fit", "s", "--irreducible", "test_loss_last=4.5", "--irreducible", "test_loss_avg=5"])
+    assert parse_irreducible(args.irreducible) == {"test_loss_last": 4.5, "test_loss_avg": 5.0}
+    with pytest.raises(ValueError, match="METRIC one of"):
+        parse_irreducible(["train_loss=1"])
+    with pytest.raises(ValueError, match="not a number"):
+        parse_irreducible(["test_loss_last=high"])
 
 
 def test_study_argument_may_be_a_name_or_a_yaml_file(tmp_path):
