@@ -77,7 +77,10 @@ def _figures(study_frame, fits, out_dir: Path) -> list[str]:
     for metric, law in fits.compute_laws().items():
         written += _save_figure(analysis.plot_frontier(curves, law.frontier, law.bootstrap), out_dir, f"frontier_{metric}")
     if fits.per_scale:
-        written += _save_figure(analysis.plot_per_scale_loss(trials, fits.per_scale), out_dir, "per_scale_loss")
+        # Per-scale laws are fitted at the largest budget: draw those trials only.
+        largest = trials[trials["trial_key"].isin(
+            next(iter(fits.size_laws().values())).trial_keys)] if fits.size_laws() else trials
+        written += _save_figure(analysis.plot_per_scale_loss(largest, fits.per_scale), out_dir, "per_scale_loss")
     if not curves.empty and (curves["metric"] == "test_loss_last").any():
         written += _save_figure(analysis.plot_training_curves(curves), out_dir, "training_curves")
     extrapolations = {f"{law.metric} vs {law.against}" + (f" ({law.budget})" if law.budget != "all" else ""):
