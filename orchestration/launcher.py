@@ -130,11 +130,12 @@ def _launch_locked(spec: StudySpec, address: str | None, max_concurrent: int | N
         return result
 
     started_ray = not ray.is_initialized()
-    result.ray_start_seconds = start_ray(address=address, dashboard=dashboard)
-    if started_ray:
-        stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
     refs: dict = {}
+    run_ids: dict[str, str] = {}
     try:
+        result.ray_start_seconds = start_ray(address=address, dashboard=dashboard)
+        if started_ray:
+            stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
         check_resources(todo, node_resources())
         result.token_cache = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
         revision = git_revision()
@@ -183,9 +184,14 @@ def _launch_locked(spec: StudySpec, address: str | None, max_concurrent: int | N
         tracker.finish_parent(interrupted=True)
         stream.write("\ninterrupted: unfinished trials keep their checkpoints; run the same launch "
                      "command again to resume them\n")
+    except Exception:
+        # Ray did not start, a resource check failed, the tokenizer stage failed...: the study
+        # stays resumable; its parent run must not stay RUNNING.
+        tracker.finish_parent(interrupted=True)
+        raise
     finally:
         progress.close()
-        if started_ray:
+        if started_ray and ray.is_initialized():
             ray.shutdown()
     result.seconds = time.monotonic() - started
     return result

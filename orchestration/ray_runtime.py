@@ -11,6 +11,7 @@ start becomes an error with the usual fixes. Joining a cluster with token auth n
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from var_model.errors import VarScaleError
@@ -37,6 +38,7 @@ def start_ray(address: str | None = None, num_cpus: float | None = None, dashboa
     options: dict = {"log_to_driver": not quiet, "configure_logging": True,
                      "logging_level": "WARNING" if quiet else "INFO"}
     if address:
+        check_reachable(address)
         options["address"] = address
     else:
         options["include_dashboard"] = dashboard
@@ -57,6 +59,22 @@ def start_ray(address: str | None = None, num_cpus: float | None = None, dashboa
             "GCS port (host:6379), and set RAY_AUTH_MODE=token if the cluster uses token auth"
         ) from error
     return time.perf_counter() - started
+
+
+def check_reachable(address: str, timeout_seconds: float = 10.0) -> None:
+    """A head that cannot be reached makes ray.init retry for minutes: fail in seconds instead."""
+    if address == "auto" or "://" in address:
+        return  # 'auto' reads the local cluster file; ray:// is Ray Client with its own timeouts
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayStartError(f"--address {address!r}: expected HOST:PORT of the head node, e.g. 10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_seconds).close()
+    except OSError as error:
+        raise RayStartError(
+            f"cannot reach the Ray head at {address} ({error}); check that `ray start --head` runs "
+            "there, the port (default 6379), and firewalls between this machine and the head"
+        ) from None
 
 
 def node_resources() -> list[dict[str, float]]:

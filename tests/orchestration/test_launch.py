@@ -15,7 +15,8 @@ from fake_trial import SlowTrial, fake_run_trial, fake_tokenizer_stage
 from mlflow.tracking import MlflowClient
 
 from orchestration.launcher import launch
-from orchestration.ray_runtime import ResourceError, check_resources, default_concurrency
+from orchestration.ray_runtime import (RayStartError, ResourceError, check_reachable, check_resources,
+                                       default_concurrency)
 from orchestration.status import study_status
 from orchestration.study_lock import StudyLock, StudyLockedError
 from orchestration.study_spec import load_study
@@ -196,3 +197,11 @@ def test_default_concurrency_is_what_the_cluster_holds(tmp_path):
     assert default_concurrency(expand(spec), {"CPU": 4.0, "fake_gpu": 2.0}) == 2  # fake GPUs bind
     assert default_concurrency(expand(spec), {"CPU": 1.0, "fake_gpu": 2.0}) == 2  # 0.5 CPU each
     assert default_concurrency(expand(spec), {"CPU": 0.25, "fake_gpu": 2.0}) == 1
+
+
+def test_unreachable_head_fails_in_seconds_with_a_hint():
+    # start_ray runs this check before ray.init (which would retry for minutes)
+    with pytest.raises(RayStartError, match=r"cannot reach the Ray head at 127\.0\.0\.1:1 .*ray start --head"):
+        check_reachable("127.0.0.1:1")
+    with pytest.raises(RayStartError, match=r"expected HOST:PORT of the head node"):
+        check_reachable("head-node")
