@@ -1,0 +1,49 @@
+"""The `varscale` command line: subcommands and flags exist, bad input exits 2 with a message
+(no traceback), and the MLflow UI is started lean and bound to this machine only."""
+
+from pathlib import Path
+
+import pytest
+
+from orchestration.cli import build_parser, main
+from orchestration.ui import ui_command, ui_environment
+
+TINY = str(Path(__file__).parent / "fixtures" / "tiny_study.yaml")
+
+
+def test_every_subcommand_is_registered():
+    parser = build_parser()
+    subcommands = next(action for action in parser._actions if action.dest == "command").choices
+    assert {"dry-run", "launch", "status", "ui", "demo", "fit", "bench", "train", "tokenizer", "sample"} <= set(subcommands)
+    arguments = parser.parse_args(["launch", TINY, "--address", "10.0.0.5:6379", "--max-concurrent", "3",
+                                   "--set", "seeds=[0,1]", "--set", "model.depths=[2]"])
+    assert (arguments.address, arguments.max_concurrent) == ("10.0.0.5:6379", 3)
+    assert arguments.overrides == ["seeds=[0,1]", "model.depths=[2]"]
+
+
+def test_status_before_launch_says_what_to_do(tmp_path, capsys):
+    assert main(["status", TINY, "--set", f"storage={tmp_path}"]) == 2
+    assert "has no MLflow store yet" in capsys.readouterr().err
+
+
+def test_max_concurrent_must_be_positive(tmp_path, capsys):
+    assert main(["launch", TINY, "--set", f"storage={tmp_path}", "--max-concurrent", "0"]) == 2
+    assert "--max-concurrent is 0; give at least 1" in capsys.readouterr().err
+
+
+def test_ui_binds_localhost_with_one_worker_and_no_job_runner():
+    command = ui_command("sqlite:////tmp/study/mlflow.db")
+    assert command[1:4] == ["ui", "--backend-store-uri", "sqlite:////tmp/study/mlflow.db"]
+    assert command[command.index("--host") + 1] == "127.0.0.1"
+    assert command[command.index("--workers") + 1] == "1"
+    assert ui_environment()["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+@pytest.mark.parametrize("uri", ["http://bob:hunter2@mlflow.internal:5000"])
+def test_credentials_never_reach_the_saved_spec(tmp_path, uri):
+    from orchestration.resolved import spec_to_yaml
+    from orchestration.study_spec import load_study
+
+    spec = load_study(TINY, [f"storage={tmp_path}", f"tracking_uri={uri}"])
+    saved = spec_to_yaml(spec)
+    assert "hunter2" not in saved and "http://mlflow.internal:5000" in saved
