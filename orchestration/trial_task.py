@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from mlflow.tracking import MlflowClient
 
+from var_model.errors import DivergenceError
+
 from orchestration.tracking import STATUS_TAG
 from orchestration.trial_logger import MlflowTrialCallback
 
@@ -43,7 +45,6 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
     import torch
 
     torch.set_num_threads(request.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(request.threads))
     trial_function = trial_function or default_trial_function()
     client = MlflowClient(request.tracking_uri)
     run = client.get_run(request.run_id)
@@ -55,6 +56,14 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
     callback = MlflowTrialCallback(request.tracking_uri, request.run_id, request.output_dir)
     try:
         result = trial_function(request.trial_config, callback, resume=True)
+    except DivergenceError as error:
+        # The trainer returns a "diverged" result; should a divergence be raised instead, it is
+        # still a result of the study, not a failure to retry.
+        client.set_tag(request.run_id, STATUS_TAG, "diverged")
+        client.set_tag(request.run_id, "varscale.message", str(error)[:5000])
+        client.set_terminated(request.run_id, status="FINISHED")
+        return {"key": request.key, "status": "diverged", "metrics": {}, "steps": 0,
+                "node": socket.gethostname(), "pid": os.getpid(), "node_id": _ray_node_id()}
     except Exception:
         client.set_tag(request.run_id, STATUS_TAG, "failed")
         client.set_tag(request.run_id, "varscale.failure", traceback.format_exc()[-4000:])
