@@ -60,3 +60,10 @@ def fake_tokenizer_stage(spec) -> dict:
     path = Path(spec.storage, "token_cache", "fake")
     path.mkdir(parents=True, exist_ok=True)
     return {"cache_path": str(path), "report": {"mse": 0.5}, "baselines": {}, "reused_cache": False}
+
+
+def failing_for_depth_2(config, callback=None, resume: bool = True) -> TrialResult:
+    """A trial function with a bug at depth 2 (a Python error: must not be retried)."""
+    if config.model["depth"] == 2:
+        raise ValueError("a bug that fails the same way every time")
+    return fake_run_trial(config, callback, resume)

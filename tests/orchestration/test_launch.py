@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_trial import SlowTrial, fake_run_trial, fake_tokenizer_stage
+from fake_trial import SlowTrial, failing_for_depth_2, fake_run_trial, fake_tokenizer_stage
 from mlflow.tracking import MlflowClient
 
 from orchestration.launcher import launch
@@ -122,6 +122,17 @@ def test_divergence_is_recorded_and_the_study_goes_on(ray_cluster, tmp_path):
     assert {child.data.tags[STATUS_TAG] for child in children} == {"diverged"}
     assert {child.data.tags["varscale.attempts"] for child in children} == {"1"}  # never retried
     assert quiet_launch(spec, trial_function=fake_run_trial).results == {}  # a result: not rerun
+
+
+def test_a_python_error_fails_its_trial_once_and_the_study_goes_on(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "budgets.values=[16]"])
+    result = quiet_launch(spec, trial_function=failing_for_depth_2)
+    assert result.statuses == {"d1-b16-s0": "completed", "d2-b16-s0": "failed"} and not result.ok
+    assert "a bug that fails the same way every time" in result.errors["d2-b16-s0"]
+    _, _, children = runs_of(spec)
+    failed = next(child for child in children if child.data.tags[KEY_TAG] == "d2-b16-s0")
+    assert failed.info.status == "FAILED" and failed.data.tags["varscale.attempts"] == "1"
+    assert "ValueError" in failed.data.tags["varscale.failure"]
 
 
 def test_ctrl_c_then_relaunch_continues_without_duplicates(ray_cluster, tmp_path):
