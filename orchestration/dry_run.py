@@ -1,8 +1,9 @@
 """`varscale dry-run`: what a study would cost, before anything runs.
 
 Numbers come from the configs alone (var_model.counting), so a d30 row costs microseconds and
-no memory. Estimated time = trial FLOPs / (resources.flops_per_second x GPUs per trial): set
-`resources.flops_per_second` from `varscale bench` on the target hardware.
+no memory. Estimated time = trial FLOPs / (resources.flops_per_second x GPUs per trial), or
+/ (resources.cpu_flops_per_second x threads) for CPU trials: set both from `varscale bench` on
+the target hardware.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ def resources_text(trial: TrialSpec) -> str:
 def dry_run_rows(spec: StudySpec) -> list[dict]:
     rows = []
     for trial in expand(spec):
-        seconds = trial.estimated_seconds(spec.resources.flops_per_second)
+        seconds = trial.estimated_seconds(spec.resources.flops_per_second, spec.resources.cpu_flops_per_second)
         rows.append({
             "trial": trial.key, "depth": trial.depth, "width": trial.width, "heads": trial.heads,
             "params": trial.params_total, "flops_per_image": trial.flops_per_image,
             "steps": trial.steps, "batch": trial.batch_size, "lr": trial.lr, "images": trial.images,
             "flops": trial.flops, "resources": resources_text(trial), "seconds": seconds,
-            "device_hours": seconds * max(trial.gpus, 1.0) / 3600.0, "gpus": trial.gpus,
+            "gpu_hours": seconds * trial.gpus / 3600.0, "cpu_hours": seconds * trial.cpus / 3600.0,
+            "gpus": trial.gpus,
         })
     return rows
 
@@ -55,14 +57,13 @@ def dry_run_table(spec: StudySpec) -> str:
             for line in [list(header)] + lines]
     text.insert(1, "  ".join("-" * width for width in widths))
     total_flops = sum(row["flops"] for row in rows)
-    gpu_rows = [row for row in rows if row["gpus"]]
-    hours = sum(row["device_hours"] for row in rows)
+    gpu_hours = sum(row["gpu_hours"] for row in rows)
+    cpu_hours = sum(row["cpu_hours"] for row in rows if not row["gpus"])
     longest = max(row["seconds"] for row in rows)
-    hours_label = "GPU-hours" if len(gpu_rows) == len(rows) else "device-hours (GPU, or one CPU trial)"
     text.append("")
     text.append(
         f"{spec.name}: {len(rows)} trials, {total_flops:.4g} FLOP = {total_flops / 1e15:.4g} PFLOP, "
-        f"{hours:.4g} {hours_label} at {spec.resources.flops_per_second:.3g} FLOP/s per device, "
-        f"longest trial {_duration(longest)}"
+        f"{gpu_hours:.4g} GPU-hours + {cpu_hours:.4g} CPU-hours (at {spec.resources.flops_per_second:.3g} FLOP/s "
+        f"per GPU, {spec.resources.cpu_flops_per_second:.3g} per CPU thread), longest trial {_duration(longest)}"
     )
     return "\n".join(text)

@@ -48,6 +48,7 @@ def spec_to_mapping(spec: StudySpec) -> dict[str, Any]:
             "custom": {name: rule.to_yaml() for name, rule in resources.custom.items()},
             "device": resources.device, "max_retries": resources.max_retries,
             "flops_per_second": resources.flops_per_second,
+            "cpu_flops_per_second": resources.cpu_flops_per_second,
         },
     }
 

@@ -199,7 +199,8 @@ def _resources(section: Section | None) -> ResourceSpec:
                 for name, value in custom_raw.items()},
         device=section.string("device", "auto", choices=DEVICES),
         max_retries=section.integer("max_retries", 2, minimum=0),
-        flops_per_second=section.number("flops_per_second", 1.0e14, positive=True),
+        flops_per_second=section.number("flops_per_second", 4.0e14, positive=True),
+        cpu_flops_per_second=section.number("cpu_flops_per_second", 3.0e10, positive=True),
     )
     section.finish()
     return spec

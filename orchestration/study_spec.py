@@ -120,9 +120,11 @@ class ResourceSpec:
     custom: dict[str, DepthRule] = field(default_factory=dict)  # Ray custom resources per trial
     device: str = "auto"  # auto: cuda when the trial holds a GPU, else cpu
     max_retries: int = 2  # retries after a worker or node died (divergence is never retried)
-    # Estimated device throughput for dry-run times (FLOP/s per GPU, or per trial on CPU):
-    # measure it with `varscale bench` on the target hardware.
-    flops_per_second: float = 1.0e14
+    # Achieved training FLOP/s for dry-run time estimates; measure with `varscale bench` on the
+    # target hardware. Stated defaults: an H100 at ~40% of its 989 TFLOP/s bf16 peak; one CPU
+    # thread as measured here (`varscale bench --depth 2 --batch 4 --threads 1`: 3.3e10).
+    flops_per_second: float = 4.0e14  # per GPU
+    cpu_flops_per_second: float = 3.0e10  # per CPU thread, for trials without a GPU
 
 
 @dataclass(frozen=True)

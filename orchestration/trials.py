@@ -20,7 +20,9 @@ from orchestration.study_spec import StudySpec
 
 
 def format_budget(value: float) -> str:
-    """1e12 -> '1e12', 2.5e11 -> '2.5e11', 5000 -> '5000' (short, stable, filesystem-safe)."""
+    """1e12 -> '1e12', 2.5e11 -> '2.5e11', 12000 -> '12000' (short, stable, filesystem-safe)."""
+    if value == int(value) and value < 1e6:
+        return str(int(value))
     text = f"{value:.4g}"
     return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
 
@@ -62,8 +64,11 @@ class TrialSpec:
         # only makes trials packed on one node fight over cores.
         return max(1, int(math.floor(self.cpus)))
 
-    def estimated_seconds(self, flops_per_second: float) -> float:
-        return self.flops / (flops_per_second * max(1.0, self.gpus))
+    def estimated_seconds(self, gpu_flops_per_second: float, cpu_flops_per_second: float) -> float:
+        if self.gpus:
+            # a fraction of a GPU gets that fraction of its throughput
+            return self.flops / (gpu_flops_per_second * self.gpus)
+        return self.flops / (cpu_flops_per_second * self.threads)
 
 
 def _steps_for(spec: StudySpec, budget: float, cost: StepCost, depth: int) -> int:

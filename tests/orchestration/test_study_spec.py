@@ -61,6 +61,7 @@ def test_resolved_spec_round_trips(tmp_path):
 def test_budget_keys_are_short_and_stable():
     assert [format_budget(value) for value in (1e12, 2.5e11, 5000.0, 16.0, 3e-5)] == [
         "1e12", "2.5e11", "5000", "16", "3e-5"]
+    assert format_budget(12000.0) == "12000" and format_budget(2.5e6) == "2.5e6"
 
 
 def test_unknown_key_is_named_with_its_path(tmp_path):
