@@ -1,7 +1,8 @@
 """The live progress line of `varscale launch`: done / running / failed / pending, elapsed, ETA.
 
-The ETA weights trials by their FLOPs: elapsed x (FLOPs left / FLOPs done). Counting trials
-instead would be wrong by 100x in a study whose trials span d6 to d30.
+The ETA weights trials by their FLOPs: elapsed x (FLOPs left / FLOPs done), running trials
+counted half done. Counting trials instead would be wrong by 100x in a study whose trials
+span d6 to d30.
 """
 
 from __future__ import annotations
@@ -44,10 +45,16 @@ class Progress:
         return counts
 
     def eta_seconds(self) -> float | None:
-        done = sum(self.flops_by_key[key] for key, state in self.state.items() if state in ("completed", "diverged"))
-        done -= self.skipped_flops
-        left = sum(self.flops_by_key[key] for key, state in self.state.items() if state in ("pending", "running"))
-        if done <= 0:
+        # Running trials count as half done: without that, the first trial to finish (the
+        # smallest) would set the rate alone and the ETA would start off by 10x.
+        flops = {"done": 0.0, "running": 0.0, "pending": 0.0}
+        for key, state in self.state.items():
+            bucket = {"completed": "done", "diverged": "done", "running": "running", "pending": "pending"}.get(state)
+            if bucket:
+                flops[bucket] += self.flops_by_key[key]
+        done = flops["done"] - self.skipped_flops + 0.5 * flops["running"]
+        left = flops["pending"] + 0.5 * flops["running"]
+        if done <= 0 or time.monotonic() - self.started < 1.0:
             return None
         return (time.monotonic() - self.started) * left / done
 
