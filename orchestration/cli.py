@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from var_model.errors import VarScaleError
@@ -87,10 +88,13 @@ def _demo(args) -> int:
     if code != 0:
         return code
     parser = build_parser()
-    fit_arguments = parser.parse_args(["fit", spec.name, "--tracking-uri", spec.tracking_uri])
+    # The fits live with the study's other results, not in whatever directory demo ran from.
+    fit_arguments = parser.parse_args(["fit", spec.name, "--tracking-uri", spec.tracking_uri,
+                                       "--out", os.path.join(spec.storage, "fits")])
     code = fit_arguments.handler(fit_arguments)
     overrides = "".join(f" --set {item}" for item in args.overrides)
-    print("\nnext:")
+    print(f"\nfits, figures and tables: {os.path.join(spec.storage, 'fits')}")
+    print("next:")
     print(f"  varscale status {args.study}{overrides}      # per-trial state and metrics")
     print(f"  varscale ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
     print(f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "

@@ -50,3 +50,9 @@ def test_varscale_launch_trains_a_tiny_study_once(ray_cluster, tmp_path, capsys)
 
     assert main(["status", TINY, *overrides]) == 0
     assert "tiny_test: 4 completed" in capsys.readouterr().out
+
+    # `varscale demo` = launch (nothing left to run) + fit + where to look
+    assert main(["demo", TINY, *overrides]) == 0
+    output = capsys.readouterr().out
+    assert "all 4 trials already finished" in output and "varscale ui" in output
+    assert (tmp_path / "fits" / "results.json").exists()
