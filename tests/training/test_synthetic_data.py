@@ -15,6 +15,14 @@ def test_synthetic_images_are_deterministic_balanced_and_uint8():
     assert not np.array_equal(images, other)
 
 
+def test_pixel_noise_changes_only_the_noise():
+    quiet, labels = generate_synthetic_images(24, 32, 12, seed=5, split="train", pixel_noise=0.0)
+    noisy, noisy_labels = generate_synthetic_images(24, 32, 12, seed=5, split="train", pixel_noise=0.1)
+    assert np.array_equal(labels, noisy_labels)
+    difference = noisy.astype(np.float32) - quiet.astype(np.float32)
+    assert 0.5 < np.abs(difference).mean() < 20  # same shapes and colours, plus noise
+
+
 def test_test_split_does_not_depend_on_the_training_split():
     small = ImageSource(DataConfig(train_images=50, test_images=30, num_classes=5))
     large = ImageSource(DataConfig(train_images=500, test_images=30, num_classes=5))
@@ -23,7 +31,7 @@ def test_test_split_does_not_depend_on_the_training_split():
 
 
 def test_images_of_one_class_differ_and_classes_differ_on_average():
-    images, labels = generate_synthetic_images(240, 64, 12, seed=0, split="test")
+    images, labels = generate_synthetic_images(48, 64, 12, seed=0, split="test")
     assert images.shape[1:] == (64, 64, 3)
     discs = images[labels == 0].astype(np.float32)
     # random position, colour and background: no two images of a class are alike
@@ -49,6 +57,7 @@ def test_iterate_yields_whole_split_in_order_and_model_input_range():
     ({"crops_per_image": 2}, "crops_per_image"),
     ({"kind": "image_folder"}, "data.root"),
     ({"train_images": 0}, "data.train_images"),
+    ({"pixel_noise": 0.9}, "data.pixel_noise"),
 ])
 def test_bad_data_config_names_the_field(fields, fragment):
     with pytest.raises(ConfigError, match=fragment):

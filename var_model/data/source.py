@@ -128,6 +128,7 @@ class ImageSource:
                 num_classes=self.config.num_classes,
                 seed=self.config.seed,
                 split=split,
+                pixel_noise=self.config.pixel_noise,
             )
         return self._synthetic[split]
 

@@ -31,7 +31,8 @@ CHUNK_IMAGES = 1024
 
 
 def generate_synthetic_images(
-    num_images: int, resolution: int, num_classes: int, seed: int, split: str
+    num_images: int, resolution: int, num_classes: int, seed: int, split: str,
+    pixel_noise: float = 0.02,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (images_NHWC uint8, labels int64) for one split; labels are balanced."""
     if split not in SPLIT_STREAMS:
@@ -43,11 +44,11 @@ def generate_synthetic_images(
     images_NHWC = np.empty((num_images, resolution, resolution, 3), dtype=np.uint8)
     for start in range(0, num_images, CHUNK_IMAGES):
         stop = min(start + CHUNK_IMAGES, num_images)
-        images_NHWC[start:stop] = _render(rng, labels[start:stop], resolution)
+        images_NHWC[start:stop] = _render(rng, labels[start:stop], resolution, pixel_noise)
     return images_NHWC, labels
 
 
-def _render(rng: np.random.Generator, labels: np.ndarray, resolution: int) -> np.ndarray:
+def _render(rng: np.random.Generator, labels: np.ndarray, resolution: int, pixel_noise: float) -> np.ndarray:
     n = len(labels)
 
     def draw(low: float, high: float, *shape: int) -> np.ndarray:
@@ -65,7 +66,7 @@ def _render(rng: np.random.Generator, labels: np.ndarray, resolution: int) -> np
     foreground = np.mod(background_mean + 0.5 + draw(-0.2, 0.2, 3), 1.0)
     foreground_second = np.mod(foreground + draw(0.25, 0.75, 3), 1.0)
     shading = draw(-0.3, 0.3, 2)
-    noise_level = draw(0.0, 0.06)
+    noise_level = draw(0.0, 1.0) * pixel_noise
     blob_centre, blob_width = draw(0.0, 1.0, 2), draw(0.05, 0.15)
     blob_colour, blob_alpha = draw(0.0, 1.0, 3), draw(0.0, 0.5)
     texture_frequency = draw(2.0, 4.0)
