@@ -2,11 +2,17 @@
 the shared Ray, one MLflow parent and one child per trial with the schema analysis reads; a
 relaunch trains nothing and duplicates nothing; `varscale status` reports them."""
 
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestration.cli import main
+from orchestration.launcher import launch
 from orchestration.study_spec import load_study
 from orchestration.tracking import KEY_TAG, KIND_TAG, PARENT_TAG, STATUS_TAG
 from orchestration.trials import expand
@@ -56,3 +62,40 @@ def test_varscale_launch_trains_a_tiny_study_once(ray_cluster, tmp_path, capsys)
     output = capsys.readouterr().out
     assert "all 4 trials already finished" in output and "varscale ui" in output
     assert (tmp_path / "fits" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_real_trial_killed_mid_run_resumes_from_checkpoint_pt(ray_cluster, tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", "model.depths=[2]", "budgets.values=[160]",
+                             "trial.log_every=1", "trial.eval_every=0"])
+    (trial,) = expand(spec)
+    directory = Path(spec.storage, "trials", trial.key)
+    killed = []
+
+    def kill_after_six_logged_steps():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed and not (directory / "result.json").exists():
+            metrics = directory / "metrics.jsonl"
+            if (directory / "checkpoint.pt").exists() and metrics.exists() \
+                    and metrics.read_text().count('"event": "metrics"') >= 6:
+                client = MlflowClient(spec.tracking_uri)
+                experiment = client.get_experiment_by_name(spec.name)
+                (run,) = client.search_runs([experiment.experiment_id], f"tags.`{KIND_TAG}` = 'trial'")
+                pid = int(run.data.tags["varscale.pid"])
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.1)
+
+    killer = threading.Thread(target=kill_after_six_logged_steps)
+    killer.start()
+    with open(os.devnull, "w") as stream:
+        result = launch(spec, stream=stream)
+    killer.join()
+    assert killed and result.statuses == {trial.key: "completed"}
+    client = MlflowClient(spec.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(spec.name).experiment_id],
+                              f"tags.`{KIND_TAG}` = 'trial'")
+    assert len(runs) == 1 and runs[0].data.tags["varscale.attempts"] == "2"
+    assert int(runs[0].data.tags["varscale.resumed_step"]) > 0
+    steps = sorted({metric.step for metric in client.get_metric_history(runs[0].info.run_id, "train_loss")})
+    assert steps == list(range(1, trial.steps + 1))
