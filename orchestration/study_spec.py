@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from var_model.errors import ConfigError
 from var_model.training.schedules import SCHEDULES  # noqa: F401  (re-exported for the parser)
