@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
 import sys
 
 from var_model.errors import VarScaleError
@@ -93,13 +94,24 @@ def _demo(args) -> int:
                                        "--out", os.path.join(spec.storage, "fits")])
     code = fit_arguments.handler(fit_arguments)
     overrides = "".join(f" --set {item}" for item in args.overrides)
+    varscale, jupyter = _command_path("varscale"), _command_path("jupyter")
     print(f"\nfits, figures and tables: {os.path.join(spec.storage, 'fits')}")
     print("next:")
-    print(f"  varscale status {args.study}{overrides}      # per-trial state and metrics")
-    print(f"  varscale ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
+    print(f"  {varscale} status {args.study}{overrides}      # per-trial state and metrics")
+    print(f"  {varscale} ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
     print(f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "
-          "jupyter lab notebooks/scaling_curves.ipynb   # the analysis notebook")
+          f"{jupyter} lab notebooks/scaling_curves.ipynb   # the analysis notebook")
     return code
+
+
+def _command_path(name: str) -> str:
+    """How the user can type `name`: bare when PATH finds this environment's copy (an activated
+    venv), else the path to it (`make demo` runs .venv/bin/varscale without activating)."""
+    here = os.path.join(os.path.dirname(sys.executable), name)
+    found = shutil.which(name)
+    if found and os.path.realpath(found) == os.path.realpath(here):
+        return name
+    return os.path.relpath(here) if os.path.exists(here) else name
 
 
 def build_parser() -> argparse.ArgumentParser:

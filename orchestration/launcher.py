@@ -142,7 +142,7 @@ def _launch_locked(spec: StudySpec, address: str | None, max_concurrent: int | N
         run_ids = {trial.key: (existing[trial.key].info.run_id if trial.key in existing
                                else tracker.create_trial_run(trial, revision)) for trial in todo}
         remote = ray.remote(_remote_trial)
-        pending = list(todo)
+        pending = submission_order(todo)
         limit = max_concurrent or default_concurrency(todo, ray.cluster_resources())
         progress.started = time.monotonic()  # the ETA's clock: trials only, not Ray's start
         progress.show(force=True)
@@ -195,6 +195,13 @@ def _launch_locked(spec: StudySpec, address: str | None, max_concurrent: int | N
             ray.shutdown()
     result.seconds = time.monotonic() - started
     return result
+
+
+def submission_order(trials: list) -> list:
+    """Costliest trials first (longest-processing-time order): started last, the biggest trial
+    would run alone at the end while the other slots idle, minutes on a small box. Ties keep
+    the study's order, so a relaunch submits in the same order."""
+    return sorted(trials, key=lambda trial: trial.flops, reverse=True)
 
 
 def _tokenizer_stage(spec: StudySpec, tracker: StudyTracker, tokenizer_function: Callable | None,

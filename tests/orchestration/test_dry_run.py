@@ -53,3 +53,13 @@ def test_cli_prints_table_and_totals(capsys):
 def test_cli_reports_bad_study_without_traceback(capsys):
     assert main(["dry-run", str(STUDY), "--set", "model.depths=[]"]) == 2
     assert "model.depths: must not be empty" in capsys.readouterr().err
+
+
+def test_launch_submits_the_costliest_trials_first():
+    from orchestration.launcher import submission_order
+
+    trials = expand(load_study(str(STUDY.parent / "tiny_study.yaml")))
+    ordered = submission_order(trials)
+    assert sorted(t.key for t in ordered) == sorted(t.key for t in trials)
+    assert [t.flops for t in ordered] == sorted((t.flops for t in trials), reverse=True)
+    assert ordered[0].depth == max(t.depth for t in trials)
