@@ -58,6 +58,18 @@ def test_stage_reuses_its_tokenizer_and_cache(tiny_stage):
     assert first.baselines["unigram_test_loss_avg"] > 0
 
 
+def test_stage_is_a_function_of_its_config(tiny_stage, tmp_path):
+    """A fresh stage from the same config (new cache root, global RNG disturbed) trains the
+    same tokenizer and so builds the same token cache: a study's tokens follow from its file."""
+    import dataclasses
+
+    config, first = tiny_stage
+    torch.manual_seed(12345)
+    again = run_tokenizer_stage(dataclasses.replace(config, cache_root=str(tmp_path)))
+    assert not again.reused_tokenizer
+    assert again.cache_key == first.cache_key
+
+
 def test_stage_config_from_mapping_and_errors(tmp_path):
     config = TokenizerStageConfig.from_dict({"data": {"train_images": 8}, "vqvae": "debug", "cache_root": str(tmp_path),
                                              "training": {"steps": 3}})

@@ -167,6 +167,9 @@ def _obtain_tokenizer(
         report = json.loads((directory / REPORT_FILE).read_text(encoding="utf-8"))
         return load_tokenizer(directory / TOKENIZER_FILE, device), directory / TOKENIZER_FILE, report, True
     if config.kind == "train":
+        # Seed the initial weights too (train_tokenizer seeds only what follows): the study's
+        # tokens, and so every trial's numbers, must be a function of the study file.
+        torch.manual_seed(config.training.seed)
         vqvae = VQVAE(config.vqvae)
         report = train_tokenizer(vqvae, source, config.training, device, log).to_dict()
     else:
