@@ -23,7 +23,10 @@ from var_model.vqvae import VQVAE
 
 def token_losses(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(cross-entropy (B, L), top-1 error as float (B, L)), in float32."""
-    loss_BL = F.cross_entropy(logits_BLV.float().transpose(1, 2), target_BL, reduction="none")
+    B, L, V = logits_BLV.shape
+    # flat (B*L, V) rows: cross-entropy over a transposed (B, V, L) view is ~5x slower on CPU
+    loss_BL = F.cross_entropy(logits_BLV.float().reshape(B * L, V), target_BL.reshape(B * L),
+                              reduction="none").view(B, L)
     error_BL = (logits_BLV.argmax(dim=-1) != target_BL).float()
     return loss_BL, error_BL
 
