@@ -15,6 +15,7 @@ the usual approximation, kept beside it for comparison (for VAR it is off by up 
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,6 +80,17 @@ def _cast_columns(trials: pd.DataFrame) -> pd.DataFrame:
         if name in trials:
             trials[name] = trials[name].astype(float)
     return trials
+
+
+def _without_credentials(uri: str) -> str:
+    """The URI without user:password, for messages (analysis may not import orchestration)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 def _search_all(client, experiment_id: str, filter_string: str) -> list:
@@ -155,7 +167,8 @@ def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, 
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         names = sorted(experiment.name for experiment in client.search_experiments())
-        raise StudyNotFoundError(f"no study named {study!r} in the MLflow store at {tracking_uri or 'the default URI'}; "
+        where = _without_credentials(tracking_uri) if tracking_uri else "the default URI"
+        raise StudyNotFoundError(f"no study named {study!r} in the MLflow store at {where}; "
                                  f"studies there: {names}")
     experiment_id = experiment.experiment_id
     runs = _search_all(client, experiment_id, "tags.`varscale.kind` = 'trial'")

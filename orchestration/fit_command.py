@@ -117,7 +117,11 @@ def _results(study_frame, fits, tracking_uri) -> dict:
         parametric[metric] = {**fit.to_dict(), "n_exponent": fit.n_exponent, "d_exponent": fit.d_exponent,
                               "intervals": None if bootstrap is None else
                               {name: list(interval) for name, interval in bootstrap.intervals.items()}}
-    return {"study": fits.study, "tracking_uri": tracking_uri, "parent_run_id": study_frame.parent_run_id,
+    from orchestration.tracking import redact_uri
+
+    # results.json is saved and logged as an artifact: never with the URI's user:password.
+    return {"study": fits.study, "tracking_uri": tracking_uri and redact_uri(tracking_uri),
+            "parent_run_id": study_frame.parent_run_id,
             "parametric": parametric,
             "n_trials": int(len(study_frame.trials)),
             "status_counts": study_frame.trials["status"].value_counts().to_dict(),
