@@ -70,7 +70,8 @@ class LRSchedule:
         if self.kind == "constant":
             return 1.0
         if self.kind == "paper":
-            if progress < self.flat_fraction:
+            # flat_fraction 1 (allowed) holds the peak throughout; it must not divide by 0
+            if progress < self.flat_fraction or self.flat_fraction == 1.0:
                 return 1.0
             remaining = (1.0 - progress) / (1.0 - self.flat_fraction)
             return final + (1.0 - final) * remaining
