@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from var_model.errors import ConfigError
+
 from orchestration.dry_run import dry_run_table
 from orchestration.progress import Progress
 from orchestration.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
@@ -226,4 +228,12 @@ def _tokenizer_stage(spec: StudySpec, tracker: StudyTracker, tokenizer_function:
                                                               **stage.get("baselines", {})}.items()
                if isinstance(value, (int, float)) and not isinstance(value, bool)}
     tracker.log_parent_metrics(numbers)
+    cache_classes = stage.get("num_classes")
+    if cache_classes is not None and int(cache_classes) != spec.model.num_classes:
+        # The trainer builds the VAR with the cache's classes, while the dry-run and the params
+        # logged to MLflow (params_total: N in every fit) use model.num_classes.
+        raise ConfigError(
+            f"model.num_classes: {spec.model.num_classes}, but the token cache has {cache_classes} classes "
+            f"(from the data); set model.num_classes: {cache_classes} so that logged model sizes are right"
+        )
     return stage["cache_path"]

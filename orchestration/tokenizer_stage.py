@@ -31,7 +31,8 @@ def tokenizer_stage_config(spec: StudySpec, threads: int = 1):
 
 
 def run_tokenizer_stage(spec: StudySpec) -> dict:
-    """Returns {cache_path, report, baselines, reused_tokenizer, reused_cache, seconds}."""
+    """Returns {cache_path, report, baselines, reused_tokenizer, reused_cache, seconds, num_classes}."""
+    from var_model.tokenizer import TokenCache
     from var_model.tokenizer import run_tokenizer_stage as run_stage
 
     # Ray sets OMP_NUM_THREADS to the task's CPU share; torch threads follow it.
@@ -39,4 +40,6 @@ def run_tokenizer_stage(spec: StudySpec) -> dict:
     result = run_stage(tokenizer_stage_config(spec, threads))
     return {"cache_path": result.cache_path, "report": result.report, "baselines": result.baselines,
             "reused_tokenizer": result.reused_tokenizer, "reused_cache": result.reused_cache,
-            "seconds": result.cache_build_seconds}
+            "seconds": result.cache_build_seconds,
+            # The trainer sizes the VAR's class embedding from the cache, not from the spec.
+            "num_classes": TokenCache.open(result.cache_path, verify=False).num_classes}
