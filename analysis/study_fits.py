@@ -149,7 +149,10 @@ def _law_vs_compute(curves, metric, n_bootstrap, seed, irreducible) -> LawReport
             bootstrap = _with_prediction_point(bootstrap, at)
         extrapolation = None
         if curves["trial_key"].nunique() >= 3:
-            extrapolation = frontier_extrapolation_check(curves, metric=metric, irreducible=irreducible)
+            try:
+                extrapolation = frontier_extrapolation_check(curves, metric=metric, irreducible=irreducible)
+            except AnalysisError:
+                pass  # e.g. one model size: nothing smaller to hold out from; the law itself stands
         return LawReport(metric, "C", frontier.law, bootstrap, extrapolation, frontier, trial_keys=keys)
     except (AnalysisError, KeyError) as error:
         return LawReport(metric, "C", None, error=f"{type(error).__name__}: {error}", trial_keys=keys)
