@@ -84,11 +84,8 @@ class ImageFolderSplit:
         images: list[np.ndarray] = []
         labels: list[int] = []
         for image_index, (path, label) in enumerate(self.files):
-            try:
-                with Image.open(path) as opened:
-                    picture = opened.convert("RGB")
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                self.skipped.append(f"{path}: {error}")
+            picture = self._read_rgb(path)
+            if picture is None:
                 continue
             crop_generator = np.random.default_rng([seed, image_index, crop_index])
             images.append(
@@ -101,6 +98,15 @@ class ImageFolderSplit:
         if images:
             yield np.stack(images), np.asarray(labels, dtype=np.int64)
 
+    def _read_rgb(self, path: str) -> Image.Image | None:
+        """The image as RGB, or None after recording why it could not be read: one bad file
+        is skipped and counted, never allowed to crash a long run."""
+        try:
+            with Image.open(path) as opened:
+                return opened.convert("RGB")
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            self.skipped.append(f"{path}: {error}")
+            return None
 
     def load(
         self,
@@ -116,11 +122,8 @@ class ImageFolderSplit:
         labels: list[int] = []
         for position in positions:
             path, label = self.files[int(position)]
-            try:
-                with Image.open(path) as opened:
-                    picture = opened.convert("RGB")
-            except (OSError, UnidentifiedImageError, ValueError) as error:
-                self.skipped.append(f"{path}: {error}")
+            picture = self._read_rgb(path)
+            if picture is None:
                 continue
             images.append(transform_image(picture, resolution, resize_ratio, random_crop, generator))
             labels.append(label)
