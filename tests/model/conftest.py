@@ -14,15 +14,6 @@ MANIFEST = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "refe
     "var_official_state_dict_manifest.json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test box has 2 cores shared by several people
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def tiny_vqvae() -> VQVAE:
     torch.manual_seed(0)

@@ -10,15 +10,6 @@ from var_model.tokenizer import TokenizerStageConfig, TokenizerTrainingConfig, r
 from var_model.training import TrialConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # the test box has 2 cores shared by several people
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 TINY_DATA = DataConfig(kind="synthetic", resolution=32, num_classes=4, train_images=192, test_images=48, seed=3)
 
 
