@@ -20,6 +20,11 @@ PATCH_NUMS_512 = (1, 2, 3, 4, 6, 9, 13, 18, 24, 32)
 GROUP_NORM_GROUPS = 32  # the LDM conv nets normalise with 32 groups
 
 
+def sequence_length(patch_nums: tuple[int, ...]) -> int:
+    """Tokens per image: L = sum of pn^2 over the scales (680 for PATCH_NUMS_256)."""
+    return sum(p * p for p in patch_nums)
+
+
 def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None:
     if not condition:
         raise ConfigError(f"{field_name}={value!r} is not allowed: {allowed}")
@@ -106,7 +111,7 @@ class VQVAEConfig:
 
     @property
     def sequence_length(self) -> int:
-        return sum(p * p for p in self.patch_nums)
+        return sequence_length(self.patch_nums)
 
     @classmethod
     def debug(cls) -> "VQVAEConfig":
@@ -206,7 +211,7 @@ class VARConfig:
     @property
     def sequence_length(self) -> int:
         """L = sum of pn^2 over scales (680 for 256px)."""
-        return sum(p * p for p in self.patch_nums)
+        return sequence_length(self.patch_nums)
 
     @property
     def first_length(self) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from var_model.config import PATCH_NUMS_256, VARConfig, VQVAEConfig
+from var_model.config import PATCH_NUMS_256, VARConfig, VQVAEConfig, sequence_length
 from var_model.errors import CheckpointError
 from var_model.var import VAR, block_causal_bias, scale_ids
 from var_model.vqvae import VQVAE
@@ -94,7 +94,7 @@ def infer_var_config(state: StateDict, patch_nums=PATCH_NUMS_256, **overrides) -
     # heads are only visible through the per-head attention scales; else head dim 64
     num_heads = int(state["blocks.0.attn.scale_mul_1H11"].shape[1]) if attn_l2_norm else max(width // 64, 1)
     pos = _need(state, "pos_1LC", what, "the sequence length")
-    length = sum(p * p for p in patch_nums)
+    length = sequence_length(patch_nums)
     if pos.shape[1] != length:
         raise CheckpointError(f"VAR checkpoint key 'pos_1LC' has shape {tuple(pos.shape)}: {pos.shape[1]} tokens, "
                               f"but patch_nums {tuple(patch_nums)} give L = {length}; pass the matching patch_nums")
