@@ -3,11 +3,20 @@
 A checkpoint is written to a temporary file in the same directory, flushed to disk, then
 moved over the old one with `os.replace` (atomic on POSIX), so a crash mid-write leaves the
 previous checkpoint intact and a reader never sees half a file.
+
+Checkpoints are read as data only (`torch.load(weights_only=True)`): trial checkpoints sit on
+storage that every node and several people write to, and a pickle that may name any callable
+would let whoever writes one file run code on every machine that resumes or samples from it.
+So everything in a checkpoint is a tensor, a number, a string, a list or a dict: the numpy and
+Python RNG states are stored as such (format 2). Format-1 files (numpy's state as an ndarray)
+still load, through a narrow allowlist of numpy's array reconstruction only, and are checked
+to hold exactly an MT19937 state before use.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -18,10 +27,15 @@ import torch
 from var_model.errors import CheckpointError
 
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
+# Format 1 stored numpy's RNG state as a tuple holding a uint32 ndarray. These are the only
+# globals such a file needs; they rebuild plain arrays and dtypes and call nothing else.
+LEGACY_FORMAT = 1
+LEGACY_NUMPY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
 REQUIRED_KEYS = (
     "format", "step", "model", "optimizer", "schedule", "rng", "data_position", "trial_config",
 )
+MT19937_KEY_WORDS = 624
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -41,13 +55,16 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint written by `save_checkpoint`; CheckpointError if it is unusable."""
+    """Read a checkpoint written by `save_checkpoint` as data only; CheckpointError if it is
+    unusable, including one that holds pickled objects (which are never unpickled)."""
     path = Path(path)
     try:
-        # weights_only=False: the state holds numpy RNG states and plain dicts we wrote.
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(LEGACY_NUMPY_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"no checkpoint at {path}") from None
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(_refusal(path, error)) from None
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from error
     if not isinstance(state, dict):
@@ -55,20 +72,39 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; was it written by run_trial?")
-    if state["format"] != CHECKPOINT_FORMAT:
+    if state["format"] == LEGACY_FORMAT:
+        state["rng"] = _upgrade_legacy_rng(path, state["rng"])
+    elif state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(
-            f"checkpoint {path} has format {state['format']}; this code reads {CHECKPOINT_FORMAT}"
+            f"checkpoint {path} has format {state['format']}; this code reads {LEGACY_FORMAT} and {CHECKPOINT_FORMAT}"
         )
     return state
 
 
+def _refusal(path: Path, error: pickle.UnpicklingError) -> str:
+    # torch's message is several paragraphs; the line that names the refused global is the one to show
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    detail = named[0] if named else (lines[-1] if lines else type(error).__name__)
+    return (f"checkpoint {path} holds pickled objects that a data-only load refuses ({detail}); "
+            "varscale never unpickles a checkpoint, since that can run arbitrary code. A checkpoint "
+            "written by varscale holds only tensors and numbers, so this file is foreign or was "
+            "tampered with: delete it to restart the trial from step 0, or point at another checkpoint")
+
+
 def capture_rng_state(device: torch.device) -> dict[str, Any]:
     """The global RNG states the model uses (class dropout and drop-path draw from torch's
-    global generator), so a resumed run draws the same numbers as an uninterrupted one."""
+    global generator), so a resumed run draws the same numbers as an uninterrupted one.
+    Everything is a tensor, a number or a list, so that a data-only load accepts it."""
+    bit_generator, key, position, has_gauss, cached_gaussian = np.random.get_state()
+    version, python_state, python_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        # uint32 words stored as int64: torch has no general uint32 tensor support on every build
+        "numpy": {"bit_generator": str(bit_generator), "key": torch.from_numpy(key.astype(np.int64)),
+                  "position": int(position), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached_gaussian)},
+        "python": {"version": int(version), "state": list(python_state), "gauss": python_gauss},
     }
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
@@ -76,8 +112,31 @@ def capture_rng_state(device: torch.device) -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["bit_generator"], numpy_state["key"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _upgrade_legacy_rng(path: Path, rng: Any) -> dict[str, Any]:
+    """Format 1 held numpy's state tuple and Python's state tuple; check and convert them."""
+    try:
+        bit_generator, key, position, has_gauss, cached_gaussian = rng["numpy"]
+        version, python_state, python_gauss = rng["python"]
+        valid = (bit_generator == "MT19937" and isinstance(key, np.ndarray) and key.dtype == np.uint32
+                 and key.shape == (MT19937_KEY_WORDS,) and isinstance(python_state, tuple))
+    except (KeyError, TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise CheckpointError(f"checkpoint {path} (format {LEGACY_FORMAT}) holds an RNG state of an "
+                              "unexpected form; delete it to restart the trial from step 0")
+    upgraded = dict(rng)
+    upgraded["numpy"] = {"bit_generator": bit_generator, "key": torch.from_numpy(key.astype(np.int64)),
+                         "position": int(position), "has_gauss": int(has_gauss),
+                         "cached_gaussian": float(cached_gaussian)}
+    upgraded["python"] = {"version": int(version), "state": list(python_state), "gauss": python_gauss}
+    return upgraded
