@@ -5,9 +5,9 @@
 
 Prints the grid's wall time, the estimate beside the published one (Besiroglu et al. 2024,
 arXiv 2404.10102), the convergence report, bootstrap 95% intervals beside the published ones, and
-the compute-optimal allocation at Chinchilla's budget (5.76e23 FLOPs). Data: ../shared/reference-data/
-chinchilla_epoch_extracted.csv relative to the repository root; the 5 highest losses are dropped and
-D = C / (6 N), as in the replication.
+the compute-optimal allocation at Chinchilla's budget (5.76e23 FLOPs). Data: tests/data/
+chinchilla_epoch_extracted.csv (provenance in tests/data/README.md); the 5 highest losses are dropped
+and D = C / (6 N), as in the replication.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO_ROOT))  # runnable from a checkout without installin
 
 from analysis import bootstrap_chinchilla, compute_optimal_allocation, fit_chinchilla  # noqa: E402
 
-REFERENCE_CSV = REPO_ROOT.parent / "shared" / "reference-data" / "chinchilla_epoch_extracted.csv"
+REFERENCE_CSV = REPO_ROOT / "tests" / "data" / "chinchilla_epoch_extracted.csv"
 PUBLISHED = {"A": 477.8, "B": 2143.9, "E": 1.8172, "alpha": 0.3473, "beta": 0.3672}
 PUBLISHED_INTERVALS = {"E": (1.769, 1.871), "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}
 CHINCHILLA_COMPUTE = 5.76e23

@@ -13,13 +13,13 @@ import pytest
 from synthetic_study import build_synthetic_study
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_CSV = REPO_ROOT.parent / "shared" / "reference-data" / "chinchilla_epoch_extracted.csv"
+REFERENCE_CSV = REPO_ROOT / "tests" / "data" / "chinchilla_epoch_extracted.csv"  # see tests/data/README.md
 
 
 @pytest.fixture(scope="session")
 def reference_frame() -> pd.DataFrame:
     if not REFERENCE_CSV.exists():
-        pytest.skip(f"reference data not found at {REFERENCE_CSV} (expected the shared/ folder beside the repo)")
+        pytest.fail(f"reference data missing at {REFERENCE_CSV}; it ships with the repository")
     frame = pd.read_csv(REFERENCE_CSV)
     # The replication drops the 5 highest-loss points; tokens D = C / (6 N).
     frame = frame.sort_values("loss").iloc[:-5].reset_index(drop=True)
