@@ -1,6 +1,6 @@
 """Frozen, validated configurations of the two models: the multi-scale VQVAE and the VAR.
 
-Defaults reproduce the released 256px models (VAR_SPEC.md sections 1-2). `debug()` gives a
+Defaults reproduce the released 256px models (docs/MODEL.md §1-2). `debug()` gives a
 tiny size that trains on a CPU in seconds. Fields left as None are resolved from `depth` in
 `__post_init__` (width 64*depth, heads = depth, drop-path 0.1*depth/24, AdaLN gamma init by
 depth), so a config read back from a dict is identical to the one written.

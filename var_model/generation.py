@@ -1,4 +1,4 @@
-"""Sampling from a VAR: next-scale prediction with a KV cache, CFG ramp, top-k/top-p (VAR_SPEC §3).
+"""Sampling from a VAR: next-scale prediction with a KV cache, CFG ramp, top-k/top-p (docs/MODEL.md §3).
 
 One forward per scale: the tokens of scale k attend to the cached keys/values of scales
 0..k-1 and to each other, which is exactly what the block-causal mask allows in training.

@@ -1,4 +1,4 @@
-"""Residual multi-scale vector quantizer with one codebook shared by all scales (VAR_SPEC §1).
+"""Residual multi-scale vector quantizer with one codebook shared by all scales (docs/MODEL.md §1).
 
 Shape legend: B batch, C latent channels (Cvae), H/W latent side (last patch_num),
 pn side of one scale, l = pn*pn tokens of one scale, V codebook size, K number of scales.
