@@ -7,7 +7,7 @@ import torch
 
 from var_model.errors import CheckpointError, TrialError
 from var_model.training import TrialCallback, TrialResult, read_metrics, run_trial
-from var_model.training import trainer as trainer_module
+from var_model.training import step as step_module
 
 
 class Recorder(TrialCallback):
@@ -115,13 +115,13 @@ def test_loss_above_the_limit_ends_the_trial_as_diverged(tiny_trial):
 
 
 def test_nan_loss_is_a_diverged_result_not_an_exception(tiny_trial, monkeypatch):
-    real = trainer_module.token_losses
+    real = step_module.token_losses
 
     def poisoned(logits_BLV, target_BL):
         loss_BL, error_BL = real(logits_BLV, target_BL)
         return loss_BL * torch.tensor(math.nan), error_BL
 
-    monkeypatch.setattr(trainer_module, "token_losses", poisoned)
+    monkeypatch.setattr(step_module, "token_losses", poisoned)
     result = run_trial(tiny_trial, resume=False)
     assert result.status == "diverged" and math.isnan(result.metrics["final_train_loss"])
     assert not (Path(tiny_trial.output_dir) / "checkpoint.pt").exists()

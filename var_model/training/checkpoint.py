@@ -11,6 +11,11 @@ So everything in a checkpoint is a tensor, a number, a string, a list or a dict:
 Python RNG states are stored as such (format 2). Format-1 files (numpy's state as an ndarray)
 still load, through a narrow allowlist of numpy's array reconstruction only, and are checked
 to hold exactly an MT19937 state before use.
+
+The model and optimizer states are unsharded, whatever the layout that wrote them (one
+process, DDP or FSDP; see training/parallel.py), so any layout resumes any other's file. The
+optimizer state names parameters by their names; files written before FSDP support number
+them by position, as `optimizer.state_dict()` does, and still load (the trainer converts them).
 """
 
 from __future__ import annotations

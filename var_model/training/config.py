@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from var_model.attention import ATTENTION_KERNELS
 from var_model.config import VARConfig
 from var_model.errors import ConfigError
 from var_model.training.budget import BUDGET_KINDS
@@ -27,6 +28,11 @@ from var_model.training.schedules import SCHEDULES
 
 FROM_TOKEN_CACHE = ("codebook_size", "latent_channels", "patch_nums", "num_classes")
 PRECISIONS = ("bf16", "fp16", "fp32")
+# Execution choices: where and how fast a trial runs, never what it computes ("auto" is
+# resolved against the device at build time, see training/setup.py).
+ACTIVATION_CHECKPOINTING = ("none", "blocks")
+SHARDINGS = ("ddp", "fsdp")
+ATTENTION_CHOICES = ("auto", *ATTENTION_KERNELS)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,20 @@ class TrialConfig:
     divergence_loss [inf]: a train loss above this (or NaN/inf) ends the trial "diverged".
     sample_grid [False], samples_per_class [4], sample_cfg [1.5], sample_top_k [0 = all],
     sample_top_p [0.96]: an end-of-trial PNG grid (output_dir/samples.png).
+
+    Execution choices (they change memory and speed, not the update; a trial may resume with
+    other values, e.g. on other hardware):
+    micro_batch_size [None]: images per device per forward/backward; None = the rank's whole
+    share of batch_size. Gradients of batch_size / (micro_batch_size x world size) micro-batches
+    are accumulated into one update equal to the full-batch one (a remainder is an error).
+    activation_checkpointing ["none"]: none | blocks (recompute each transformer block in the
+    backward instead of storing its activations).
+    sharding ["ddp"]: ddp | fsdp, with several processes: replicated weights, or FSDP2 sharding
+    of weights, gradients and optimizer states per transformer block. One process: both mean
+    plain single-device training.
+    compile ["auto"]: true | false | auto (on for CUDA, off on CPU): torch.compile each block.
+    attention ["auto"]: auto | sdpa | flex (auto = var_model.attention.default_attention_kernel
+    for the device).
     """
 
     token_cache: str
@@ -87,6 +107,11 @@ class TrialConfig:
     sample_cfg: float = 1.5
     sample_top_k: int = 0
     sample_top_p: float = 0.96
+    micro_batch_size: int | None = None
+    activation_checkpointing: str = "none"
+    sharding: str = "ddp"
+    compile: bool | str = "auto"
+    attention: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("token_cache", "output_dir"):
@@ -139,6 +164,23 @@ class TrialConfig:
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
         ):
             raise ConfigError(f"device is {self.device!r}; allowed: auto, cpu, cuda, cuda:N")
+        self._check_execution_choices()
+
+    def _check_execution_choices(self) -> None:
+        if self.micro_batch_size is not None:
+            _integer(self, "micro_batch_size", minimum=1)
+            if self.batch_size % self.micro_batch_size:
+                raise ConfigError(
+                    f"micro_batch_size {self.micro_batch_size} does not divide batch_size {self.batch_size}; "
+                    "use a divisor of batch_size / world size, or null for no accumulation"
+                )
+        for name, allowed in (("activation_checkpointing", ACTIVATION_CHECKPOINTING), ("sharding", SHARDINGS),
+                              ("attention", ATTENTION_CHOICES)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name} is {value!r}; allowed: {', '.join(allowed)}")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise ConfigError(f"compile is {self.compile!r}; allowed: true, false, auto")
 
     @property
     def peak_lr(self) -> float:

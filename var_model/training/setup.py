@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
+from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
 from var_model import counting
+from var_model.attention import default_attention_kernel, flex_trains_on
 from var_model.errors import ConfigError
 from var_model.tokenizer.cache import TokenCache
 from var_model.training.batches import TokenBatches
@@ -20,6 +21,7 @@ from var_model.training.budget import StepCost, steps_for_budget
 from var_model.training.config import TrialConfig
 from var_model.training.distributed import DistributedContext
 from var_model.training.optimizer import build_optimizer
+from var_model.training.parallel import distribute, is_sharded
 from var_model.training.schedules import LRSchedule
 from var_model.var import VAR
 from var_model.vqvae import VQVAE
@@ -27,10 +29,72 @@ from var_model.vqvae import VQVAE
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+@dataclass(frozen=True)
+class MicroBatches:
+    """How one rank's share of the global batch splits into equal micro-batches."""
+
+    per_rank: int
+    size: int
+
+    @classmethod
+    def plan(cls, batch_size: int, micro_batch_size: int | None, world_size: int) -> "MicroBatches":
+        """micro_batch_size None: the whole share at once. A remainder is a ConfigError."""
+        if batch_size % world_size:
+            raise ConfigError(f"batch_size {batch_size} does not divide by the {world_size} processes")
+        per_rank = batch_size // world_size
+        size = per_rank if micro_batch_size is None else micro_batch_size
+        if per_rank % size:
+            raise ConfigError(
+                f"micro_batch_size {size} does not divide the per-process share of batch_size "
+                f"{batch_size} over world size {world_size} ({per_rank} images); use a divisor of {per_rank}"
+            )
+        return cls(per_rank=per_rank, size=size)
+
+    @property
+    def steps(self) -> int:
+        """Forward/backward passes per update (the accumulation steps)."""
+        return self.per_rank // self.size
+
+
+@dataclass(frozen=True)
+class ExecutionChoices:
+    """The trial's execution switches with "auto" resolved for its device."""
+
+    attention: str
+    compile: bool
+    activation_checkpointing: bool
+    sharding: str
+
+    @classmethod
+    def resolve(cls, config: TrialConfig, context: DistributedContext) -> "ExecutionChoices":
+        device_type = context.device.type
+        attention = default_attention_kernel(device_type) if config.attention == "auto" else config.attention
+        if attention == "flex" and not flex_trains_on(device_type):
+            raise ConfigError(
+                f"attention is 'flex', but torch {torch.__version__} has no FlexAttention backward on "
+                f"{device_type}; use attention: auto or {default_attention_kernel(device_type)}"
+            )
+        compile_model = device_type == "cuda" if config.compile == "auto" else config.compile
+        # one process: nothing to shard or replicate, both layouts are plain training
+        sharding = config.sharding if context.is_distributed else "single"
+        return cls(attention, compile_model, config.activation_checkpointing == "blocks", sharding)
+
+    def apply(self, var: VAR) -> None:
+        var.use_attention_kernel(self.attention)
+        var.use_activation_checkpointing(self.activation_checkpointing)
+        if self.compile:
+            # per block, in place: identical blocks share one compiled graph, FSDP's and DDP's
+            # per-block hooks stay outside the graphs (so communication overlaps compute), and
+            # parameter names (checkpoints) stay those of the plain module
+            for block in var.blocks:
+                block.compile()
+
+
 @dataclass
 class TrialParts:
-    """A trial ready to train. `model` is what the step calls (DDP-wrapped under torchrun);
-    `var` is the bare module (for evaluation, checkpoints, sampling)."""
+    """A trial ready to train. `model` is what the step calls (DDP-wrapped under torchrun;
+    under FSDP, `var` itself, sharded in place); `var` is the module for evaluation,
+    checkpoints and sampling."""
 
     cache: TokenCache
     vqvae: VQVAE
@@ -43,6 +107,8 @@ class TrialParts:
     cost: StepCost
     steps: int
     autocast_dtype: torch.dtype | None
+    micro_batches: MicroBatches
+    execution: ExecutionChoices
     info: dict[str, Any]
 
 
@@ -58,19 +124,22 @@ def autocast_dtype_for(config: TrialConfig, device: torch.device) -> torch.dtype
 
 def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: bool = True) -> TrialParts:
     device = context.device
+    # configuration errors first, before any file is read
+    micro_batches = MicroBatches.plan(config.batch_size, config.micro_batch_size, context.world_size)
+    execution = ExecutionChoices.resolve(config, context)
     # only rank 0 pays for the checksum pass; the others trust the same files
     cache = TokenCache.open(config.token_cache, verify=verify_cache and context.is_main)
     vqvae = cache.load_tokenizer(device)
     var_config = config.var_config(cache.tokenizer_config, cache.num_classes)
 
     torch.manual_seed(config.seed)
+    # every rank draws the same initial weights: FSDP shards each rank's own copy
     var = VAR(var_config, vqvae=vqvae).to(device)
     if context.rank:
-        # distinct class-dropout/drop-path draws per rank (DDP copies rank 0's weights anyway)
+        # distinct class-dropout/drop-path draws per rank
         torch.manual_seed(config.seed + 1_000_003 * context.rank)
-    model: torch.nn.Module = var
-    if context.is_distributed:
-        model = DistributedDataParallel(var, device_ids=[device.index] if device.type == "cuda" else None)
+    execution.apply(var)
+    model = distribute(var, config.sharding, context)
 
     flops_per_image = var.flops_per_image(training=True)
     cost = StepCost.for_batch(config.batch_size, var_config.sequence_length, flops_per_image)
@@ -86,9 +155,12 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
         betas=(config.beta1, config.beta2), fused=device.type == "cuda",
     )
     autocast_dtype = autocast_dtype_for(config, device)
-    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+    scaler = None
+    if autocast_dtype == torch.float16:
+        # sharded gradients: each rank sees only its shard's infs, so the skip decision is
+        # all-reduced (with replicated gradients every rank sees the same infs)
+        scaler = ShardedGradScaler("cuda") if is_sharded(var) else torch.amp.GradScaler("cuda")
     batches = TokenBatches(cache, config.batch_size, config.seed)
-    context.shard(config.batch_size)  # fail early if the batch does not split over ranks
 
     params = var.param_counts()
     info = {
@@ -102,6 +174,9 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
         "cache_key": cache.key, "device": str(device), "world_size": context.world_size,
         "precision": config.precision if autocast_dtype is not None else "fp32",
         "train_images": cache.images("train"), "test_images": cache.images("test"),
+        "micro_batch_size": micro_batches.size, "accumulation_steps": micro_batches.steps,
+        "sharding": execution.sharding, "activation_checkpointing": config.activation_checkpointing,
+        "compile": execution.compile, "attention": execution.attention,
     }
     return TrialParts(cache, vqvae, var, model, optimizer, scaler, schedule, batches, cost, steps,
-                      autocast_dtype, info)
+                      autocast_dtype, micro_batches, execution, info)

@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from var_model.errors import CheckpointError, TrialError
-from var_model.training.batches import teacher_forcing_batch
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
 from var_model.training.checkpoint import (CHECKPOINT_FILE, capture_rng_state, load_checkpoint,
                                            restore_rng_state, save_checkpoint)
 from var_model.training.config import TrialConfig
 from var_model.training.distributed import DistributedContext
-from var_model.training.evaluation import evaluate, token_losses
+from var_model.training.evaluation import evaluate
 from var_model.training.optimizer import set_learning_rate
+from var_model.training.parallel import (full_state_dicts, gathered_weights, is_positional,
+                                         load_full_state_dicts, named_optimizer_state)
 from var_model.training.result import RESULT_FILE, TrialResult
 from var_model.training.sampling import sample_grid, save_png
 from var_model.training.setup import TrialParts, build_trial
+from var_model.training.step import train_step
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.png"
@@ -40,7 +41,9 @@ SAMPLES_FILE = "samples.png"
 # where and how fast a trial runs, never what it computes.
 RESUME_FREE_FIELDS = ("token_cache", "output_dir", "device", "threads", "eval_batch_size",
                       "checkpoint_every", "sample_grid", "samples_per_class", "sample_cfg",
-                      "sample_top_k", "sample_top_p")
+                      "sample_top_k", "sample_top_p", "micro_batch_size", "activation_checkpointing",
+                      "sharding", "compile", "attention")
+
 
 
 def run_trial(
@@ -99,17 +102,13 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
 
     test_indices = parts.cache.indices("test")[: config.eval_images]
     test_labels = parts.cache.labels("test")[: config.eval_images]
-    rows = parts.batches.batch_size
-    shard = context.shard(rows)
-    autocast = (torch.autocast(device_type=context.device.type, dtype=parts.autocast_dtype)
-                if parts.autocast_dtype is not None else nullcontext())
+    shard = context.shard(parts.batches.batch_size)
     started = time.perf_counter()
     last_checkpoint: str | None = str(checkpoint_path) if start_step else None
     if start_step == parts.steps:
         # the final checkpoint was written but the process died before result.json: the
         # weights are final, only the closing evaluation is repeated
-        metrics = evaluate(parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size,
-                           context, parts.autocast_dtype)
+        metrics = _evaluate(parts, test_indices, test_labels, config, context)
         metrics.update(parts.cost.counters(start_step))
         return _completed(parts, config, context, callbacks, start_step, metrics, last_checkpoint)
     for step in range(start_step + 1, parts.steps + 1):
@@ -118,15 +117,9 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
         indices_BL, label_B = parts.batches.next_batch()
         indices_BL = indices_BL[shard].to(context.device, non_blocking=True)
         label_B = label_B[shard].to(context.device, non_blocking=True)
-        x_BLC = teacher_forcing_batch(parts.vqvae, indices_BL)
-        with autocast:
-            logits_BLV = parts.model(label_B, x_BLC)
-        loss_BL, error_BL = token_losses(logits_BLV, indices_BL)
-        loss = loss_BL.mean()
-        parts.optimizer.zero_grad(set_to_none=True)
-        _backward_and_step(parts, loss, config.grad_clip)
-        window["loss"] += loss.detach().double()
-        window["error"] += error_BL.mean().double()
+        loss, error = train_step(parts, indices_BL, label_B, config.grad_clip)
+        window["loss"] += loss
+        window["error"] += error
         window["steps"] += 1
 
         final = step == parts.steps
@@ -142,8 +135,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
             if log_point:
                 metrics.update(train)
         if final or (config.eval_every and step % config.eval_every == 0):
-            metrics.update(evaluate(parts.var, parts.vqvae, test_indices, test_labels,
-                                    config.eval_batch_size, context, parts.autocast_dtype))
+            metrics.update(_evaluate(parts, test_indices, test_labels, config, context))
         if metrics:
             metrics.update(parts.cost.counters(step), lr=lr, elapsed_seconds=time.perf_counter() - started)
             callbacks.on_metrics(step, metrics)
@@ -156,19 +148,13 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
                      "was the budget lowered? use a new output_dir")
 
 
-def _backward_and_step(parts: TrialParts, loss: torch.Tensor, grad_clip: float) -> None:
-    if parts.scaler is not None:
-        parts.scaler.scale(loss).backward()
-        parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not scaled ones
-    else:
-        loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(parts.var.parameters(), grad_clip)
-    if parts.scaler is not None:
-        parts.scaler.step(parts.optimizer)
-        parts.scaler.update()
-    else:
-        parts.optimizer.step()
+def _evaluate(parts: TrialParts, test_indices, test_labels, config: TrialConfig,
+              context: DistributedContext) -> dict[str, float]:
+    # ranks score uneven row shares (so run different numbers of forwards): under FSDP the
+    # weights are gathered first, so that those forwards need no collectives
+    with gathered_weights(parts.var):
+        return evaluate(parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size,
+                        context, parts.autocast_dtype)
 
 
 def _window_means(window: dict[str, Any], context: DistributedContext, reset: bool) -> dict[str, float]:
@@ -187,11 +173,13 @@ def _window_means(window: dict[str, Any], context: DistributedContext, reset: bo
 
 def _save(parts: TrialParts, window: dict[str, Any], path: Path, config: TrialConfig,
           context: DistributedContext, step: int) -> str:
+    # collective under FSDP (every rank takes part); the unsharded states land on rank 0
+    model_state, optimizer_state = full_state_dicts(parts.var, parts.optimizer)
     if context.is_main:
         save_checkpoint(path, {
             "step": step,
-            "model": parts.var.state_dict(),
-            "optimizer": parts.optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
             "schedule": parts.schedule.state_dict(),
             "rng": capture_rng_state(context.device),
@@ -219,8 +207,10 @@ def _restore(parts: TrialParts, window: dict[str, Any], path: Path, config: Tria
     if state.get("cache_key") != parts.cache.key:
         raise CheckpointError(f"checkpoint {path} was trained on another token cache ({state.get('cache_key')})")
     parts.schedule.check_matches(state["schedule"])
-    parts.var.load_state_dict(state["model"])
-    parts.optimizer.load_state_dict(state["optimizer"])
+    optimizer_state = state["optimizer"]
+    if is_positional(optimizer_state):  # written before FSDP support: parameters by position
+        optimizer_state = named_optimizer_state(parts.var, parts.optimizer, optimizer_state)
+    load_full_state_dicts(parts.var, parts.optimizer, state["model"], optimizer_state)
     if parts.scaler is not None and state["scaler"] is not None:
         parts.scaler.load_state_dict(state["scaler"])
     parts.batches.load_state_dict(state["data_position"])
@@ -257,11 +247,13 @@ def _diverged(parts: TrialParts, config: TrialConfig, context: DistributedContex
 
 def _completed(parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList,
                step: int, metrics: dict[str, float], checkpoint: str | None) -> TrialResult:
-    if config.sample_grid and context.is_main:
-        labels = list(range(parts.cache.num_classes))
-        grid = sample_grid(parts.var, labels, config.samples_per_class, config.sample_cfg,
-                           config.sample_top_k, config.sample_top_p, seed=config.seed)
-        save_png(grid, Path(config.output_dir) / SAMPLES_FILE)
+    if config.sample_grid:
+        with gathered_weights(parts.var):  # rank 0 alone samples: no collectives inside
+            if context.is_main:
+                labels = list(range(parts.cache.num_classes))
+                grid = sample_grid(parts.var, labels, config.samples_per_class, config.sample_cfg,
+                                   config.sample_top_k, config.sample_top_p, seed=config.seed)
+                save_png(grid, Path(config.output_dir) / SAMPLES_FILE)
     final = {f"final_{key}": value for key, value in metrics.items()
              if key.startswith(("test_", "train_loss", "images", "tokens", "flops"))}
     result = TrialResult("completed", final, step, checkpoint,
