@@ -1,0 +1,236 @@
+"""Peak memory of one VAR training step per device, from the config alone: `training_memory`.
+
+Counted, not fitted: every tensor autograd saves in this VAR's forward (blocks.py, var.py,
+evaluation.token_losses), the trainer's parameter state, and the largest transient of the
+backward. Shape legend: B micro-batch, L tokens, N = B*L, C width, F ffn hidden, H heads,
+V codebook size, Cvae latent channels, P parameters, d depth. Bytes: f = 4 (float32) and
+a = the matmul dtype (2 under bf16/fp16 autocast on CUDA, 4 in float32; CPU trials always
+run float32). Decimal units: 1 GB = 1e9 bytes.
+
+weights            4P / shards (fp32 master weights, also under autocast)
+                   + 2 P_mm under autocast: the bf16/fp16 copy of every matmul weight and
+                     bias (P_mm = all but the embeddings), cached by autocast and saved by
+                     each linear for its backward. Under FSDP these copies are unsharded.
+                   + FSDP (fully_shard per block and at the root): 4 P_root for the root's
+                     parameters (embeddings, head), unsharded from forward to backward, and
+                     2 x 4 P_block for the block being used and the one prefetched.
+gradients          4P / shards; + 4P for DDP's gradient buckets (its default
+                   gradient_as_bucket_view=False keeps a flat copy); + 4 P_block under FSDP
+                   (one block's unsharded gradients before their reduce-scatter).
+optimizer_states   AdamW: exp_avg and exp_avg_sq, 8P / shards, + a 4-byte step per tensor.
+activations        what autograd holds at the start of the backward:
+  per block, without checkpointing (q/k L2-normed attention, AdaLN, GELU FFN):
+                   f * (2N + N C + 2N + N C)           LN1/LN2 mean+rstd, LN outputs
+                   + a * 2NC                            qkv and fc1 inputs (cast copies under autocast)
+                   + f * NC [+ a * NC under fp32]       AdaLN mul outputs: y*(1+s) saved by the LNs' mul
+                   + a * 3NC                            qkv (q and v read as views of it)
+                   + f * 4NH                            q/k norms and their clamps
+                   + q/k normalise: f * NC (q / |q|, saved by the temperature mul)
+                     + a * 2NC (q and k as attention takes them)
+                     + under autocast f * 2NC (the fp32 copies the norm casts q, k to)
+                   + attention: a * NC output + f * NH logsumexp (SDPA's memory-efficient
+                     kernel on CUDA, its fused kernel on CPU, FlexAttention alike: no L x L);
+                     the math fallback saves the softmax, f * B H L^2 (+ a * B H L^2 copy)
+                   + a * (NC + NC + 2NF)                 proj and fc2 outputs (saved by the
+                                                         gamma muls), fc1 output, GELU output
+                   + f * NC                             the block output (saved by the next LN)
+                   + (4 + 6) a BC + 2 f BC              AdaLN: SiLU output, six modulation rows,
+                                                         the two (1 + scale) rows
+  blocks checkpointing: only each block's input, f * NC, is kept; the block being recomputed
+                   holds one block's set during its backward.
+  outside blocks:  f * NC the first block input; head AdaLN f*(2N + NC + 3BC) + a * NC;
+                   the batch (labels, targets int64, teacher input f * N Cvae); token losses.
+logits_and_loss    the larger of two moments of the backward:
+                   head: logits f*NV (held by the step), log-softmax output, the NLL gradient
+                     and the log-softmax gradient: 4 f N V;
+                   top block: the logits f*NV still held, plus the FFN backward's transient
+                     (gradients of fc1/GELU outputs a*2NF, the residual gradient f*NC, minus the
+                     freed block output, fc2 output and GELU output) in `workspace`.
+workspace          the transient of the chosen moment; on CUDA also 64 MiB for the cuBLAS and
+                   cuBLASLt workspaces (allocated through the caching allocator).
+
+Gradients are counted live through the whole step: true from the second micro-batch of an
+accumulated step on, and at the end of the forward in the trainer (zero_grad follows the
+forward). A single micro-batch starts its backward with none, so there the plan is high by at
+most min(4P, 2 f N V). Validated through the allocator on CPU (tests/model/test_memory.py)
+and with `torch.cuda.max_memory_allocated` (tests/model/test_memory_gpu.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from var_model import counting
+from var_model.config import VARConfig
+from var_model.errors import ConfigError
+
+PRECISIONS = ("bf16", "fp16", "fp32")
+ACTIVATION_CHECKPOINTING = ("none", "blocks")
+ATTENTION_KERNELS = ("sdpa", "flex", "math")
+PART_NAMES = ("weights", "gradients", "optimizer_states", "activations", "logits_and_loss", "workspace")
+FLOAT32_BYTES = 4
+INT64_BYTES = 8
+CUDA_LIBRARY_WORKSPACE_BYTES = 64 * 2**20
+BYTES_PER_GB = 10**9  # decimal gigabytes, as GPU memory sizes are quoted
+
+
+def format_bytes(num_bytes: int) -> str:
+    """Decimal units: '61.2 GB', '3.4 MB', '512 B'."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if abs(num_bytes) >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} B"
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Peak bytes per device of one training step, by part (see the module docstring)."""
+
+    parts: dict[str, int]
+    micro_batch_size: int
+    precision: str
+    activation_checkpointing: str
+    shards: int
+    attention: str
+    device: str
+    peak_moment: str  # "head backward" or "top block backward"
+    total_bytes: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total_bytes", sum(self.parts.values()))
+
+    @property
+    def total_gb(self) -> float:
+        return self.total_bytes / BYTES_PER_GB
+
+    def format(self) -> str:
+        details = ", ".join(f"{name.replace('_', ' ')} {format_bytes(value)}" for name, value in self.parts.items())
+        return (f"{format_bytes(self.total_bytes)} (1 GB = 1e9 bytes) at micro-batch {self.micro_batch_size}, "
+                f"{self.precision}, checkpointing {self.activation_checkpointing}, {self.shards} shard(s): {details}")
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed: one of {', '.join(map(repr, allowed))}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{name}={value!r} is not allowed: a positive integer")
+
+
+def _block_saved_bytes(config: VARConfig, B: int, a: int, attention: str) -> int:
+    """Bytes one block's forward leaves for its backward, not counting its input (the previous
+    output, counted there) but counting its output (saved by whatever reads it next)."""
+    C, F, H, L = config.width, config.ffn_hidden, config.num_heads, config.sequence_length
+    N, f = B * L, FLOAT32_BYTES
+    autocast = a != f
+    saved = f * (4 * N + 2 * N * C)  # LN1/LN2 mean+rstd; LN outputs, saved by the (1 + scale) muls
+    saved += a * 2 * N * C  # inputs of mat_qkv and fc1 (the cast copies under autocast)
+    saved += a * 3 * N * C  # qkv: q and k norms and v read views of it
+    if config.attn_l2_norm:
+        saved += f * 4 * N * H  # |q|, |k| and their clamp_min outputs
+        saved += f * N * C  # q / |q|, saved by the learned-temperature mul
+        saved += (f * 2 * N * C) if autocast else 0  # the norm's fp32 copies of q and k
+    saved += a * 2 * N * C  # q, k as attention takes them (v is a view of qkv)
+    saved += a * N * C + f * N * H  # attention output, logsumexp
+    if attention == "math":
+        saved += (f + (a if autocast else 0)) * B * H * L * L  # softmax (+ its cast copy for attn @ v)
+    saved += a * 2 * N * C  # proj and fc2 outputs, saved by the gamma muls
+    saved += a * 2 * N * F  # fc1 output (saved by GELU) and GELU output (saved by fc2)
+    saved += f * 2 * N * C  # the residual after attention (saved by LN2), the block output
+    if not config.shared_adaln:
+        saved += a * B * C + a * 6 * B * C  # ada_lin input (SiLU output) and the six rows
+    else:
+        saved += a * 6 * B * C  # ada_gss + shared projection
+    saved += a * 2 * B * C  # (1 + scale1), (1 + scale2)
+    saved += f * B * (1 if config.drop_path_rate > 0 else 0)  # drop-path keep masks
+    return saved
+
+
+def _outside_blocks_saved_bytes(config: VARConfig, B: int, a: int) -> int:
+    """Embedding output (first block input), head AdaLN, the batch and the token losses."""
+    C, L, f = config.width, config.sequence_length, FLOAT32_BYTES
+    N = B * L
+    first_input = f * N * C
+    head_adaln = f * (2 * N + N * C) + a * N * C + a * 2 * B * C  # LN stats, LN output, head input
+    embeddings = f * B * C  # the class embedding, read by every AdaLN's SiLU
+    batch = INT64_BYTES * (B + N) + f * B * (L - config.first_length) * config.latent_channels
+    losses = f * 2 * N  # loss_BL and the error rate
+    return first_input + head_adaln + embeddings + batch + losses
+
+
+def _parameter_tensors(config: VARConfig) -> int:
+    per_block = 12 if not config.shared_adaln else 11
+    if not config.attn_l2_norm:
+        per_block -= 1
+    return config.depth * per_block + 10 + (2 if config.shared_adaln else 0)
+
+
+def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str, activation_checkpointing: str,
+                    shards: int, attention: str = "sdpa", *, ddp: bool = False,
+                    device: str = "cuda") -> MemoryPlan:
+    """Peak bytes per device of a training step (formula: module docstring).
+
+    `precision` as the trainer reads it: bf16/fp16 autocast on CUDA, float32 on CPU (device
+    "cpu" counts every precision as float32). `shards` is the FSDP world size (1: every rank
+    holds all weights); `ddp` adds DistributedDataParallel's gradient buckets (shards 1 only).
+    """
+    _positive_int("micro_batch_size", micro_batch_size)
+    _positive_int("shards", shards)
+    _check_choice("precision", precision, PRECISIONS)
+    _check_choice("activation_checkpointing", activation_checkpointing, ACTIVATION_CHECKPOINTING)
+    _check_choice("attention", attention, ATTENTION_KERNELS)
+    _check_choice("device", device, ("cuda", "cpu"))
+    if ddp and shards > 1:
+        raise ConfigError(f"ddp=True with shards={shards}: DDP replicates, FSDP shards; choose one")
+    f = FLOAT32_BYTES
+    a = 2 if (precision != "fp32" and device == "cuda") else f
+    B, C, F = micro_batch_size, var_config.width, var_config.ffn_hidden
+    N, V = B * var_config.sequence_length, var_config.codebook_size
+
+    counts = counting.param_counts(var_config)
+    P, P_block = counts["total"], (counts["attention"] + counts["ffn"] + counts["block_adaln"]) // var_config.depth
+    P_root = P - var_config.depth * P_block
+    P_matmul = P - counts["embeddings"] + var_config.latent_channels * C + C  # word_embed is a matmul in fp32
+    weights = -(-f * P // shards)
+    if a != f:
+        weights += a * (P_matmul - var_config.latent_channels * C - C)  # word_embed runs outside autocast
+    gradients = -(-f * P // shards)
+    L = var_config.sequence_length
+    weights += f * L * L + INT64_BYTES * L  # buffers: the block-causal mask, scale ids
+    if a != f:
+        weights += a * L * L  # the mask cast once per forward, saved by attention
+    if shards > 1:
+        weights += f * P_root + 2 * f * P_block
+        gradients += f * P_block
+    if ddp:
+        gradients += f * P
+    optimizer_states = -(-2 * f * P // shards) + f * _parameter_tensors(var_config)
+
+    block = _block_saved_bytes(var_config, B, a, attention)
+    outside = _outside_blocks_saved_bytes(var_config, B, a)
+    if activation_checkpointing == "blocks":
+        activations = outside + var_config.depth * f * N * C
+        recompute = block - f * N * C  # the recomputed block's set, its output not kept
+    else:
+        activations = outside + var_config.depth * block
+        recompute = 0
+    # top block backward, in its FFN: gradients of the fc1 and GELU outputs and of the residual
+    # are live while the block output, fc2 output and GELU output have been freed
+    ffn_backward = a * 2 * N * F + f * N * C - (f * N * C + a * N * C + a * N * F)
+    moments = {
+        "head backward": (4 * f * N * V, 0),
+        "top block backward": (f * N * V, recompute + ffn_backward),
+    }
+    peak_moment = max(moments, key=lambda name: sum(moments[name]))
+    logits_and_loss, transient = moments[peak_moment]
+    workspace = transient + (CUDA_LIBRARY_WORKSPACE_BYTES if device == "cuda" else 0)
+    parts = dict(weights=weights, gradients=gradients, optimizer_states=optimizer_states,
+                 activations=activations, logits_and_loss=logits_and_loss, workspace=workspace)
+    return MemoryPlan(parts=parts, micro_batch_size=B, precision=precision,
+                      activation_checkpointing=activation_checkpointing, shards=shards, attention=attention,
+                      device=device, peak_moment=peak_moment)

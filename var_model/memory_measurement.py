@@ -1,0 +1,188 @@
+"""Measured peak tensor memory of a VAR training step: the check on `var_model.memory`.
+
+CPU: torch 2.13 has no CPU counterpart of `torch.cuda.max_memory_allocated`, but the CPU
+allocator reports every allocation and free to the profiler when `profile_memory=True`
+(the `[memory]` events, one per malloc/free, with signed byte counts). Summing them in time
+order gives the live tensor bytes allocated since recording began; its maximum inside a
+`record_function` region is that region's peak. Only allocations made while recording are
+tracked (a free of an older tensor is not reported), so everything the step touches -- model,
+optimizer, batch -- is built inside the recording. CUDA: the caching allocator's own
+`max_memory_allocated`. Shape legend: B batch, L tokens, V codebook size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.utils.checkpoint
+from torch.autograd.profiler import MEMORY_EVENT_NAME
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from var_model.config import VARConfig
+from var_model.errors import ConfigError
+from var_model.training.evaluation import token_losses
+from var_model.training.optimizer import build_optimizer
+from var_model.var import VAR
+
+MEASURED_REGION = "varscale_measured_step"
+
+
+class CpuMemoryRecording:
+    """Live CPU tensor bytes over time, from the allocator's reports to the profiler.
+
+    with CpuMemoryRecording() as recording:
+        state = build()                       # tracked: allocated while recording
+        step(state)                           # warm-up
+        with recording.region():
+            step(state)
+    recording.region_peak_bytes()             # max live bytes during the region
+    """
+
+    def __init__(self) -> None:
+        self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+        self._events: list | None = None
+
+    def __enter__(self) -> "CpuMemoryRecording":
+        self._profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._profiler.__exit__(*exc_info)
+        self._events = list(self._profiler.profiler.kineto_results.events())
+
+    @contextlib.contextmanager
+    def region(self, name: str = MEASURED_REGION) -> Iterator[None]:
+        with record_function(name):
+            yield
+
+    def region_peak_bytes(self, name: str = MEASURED_REGION) -> int:
+        """Maximum of the live bytes (allocated since recording began) inside the last region
+        called `name`, counting what was live when it began."""
+        if self._events is None:
+            raise RuntimeError("region_peak_bytes is read after the recording has ended")
+        regions = [event for event in self._events if event.name() == name]
+        if not regions:
+            raise RuntimeError(f"no region {name!r} was recorded")
+        begin, end = regions[-1].start_ns(), regions[-1].end_ns()
+        live, peak = 0, None
+        for event in self._cpu_memory_events():
+            if event.start_ns() > end:
+                break
+            if event.start_ns() >= begin and peak is None:
+                peak = live  # what was live when the region began
+            live += event.nbytes()
+            if peak is not None:
+                peak = max(peak, live)
+        return live if peak is None else peak
+
+    def _cpu_memory_events(self) -> list:
+        events = [event for event in self._events if event.name() == MEMORY_EVENT_NAME
+                  and event.device_type() == torch.autograd.DeviceType.CPU]
+        # sorted() is stable: events with one timestamp keep the order they were reported in
+        return sorted(events, key=lambda event: event.start_ns())
+
+
+class _PerBlockCheckpointedVAR(VAR):
+    """Each block recomputed in backward (torch.utils.checkpoint, non-reentrant): the
+    stand-in for `VAR.use_activation_checkpointing` until the model offers it."""
+
+    def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
+        for block in self.blocks:
+            x_BLC = torch.utils.checkpoint.checkpoint(block, x_BLC, block_cond, attn_bias, use_reentrant=False)
+        return x_BLC
+
+
+def build_var_for_step(var_config: VARConfig, activation_checkpointing: str, device: torch.device) -> VAR:
+    """The VAR a training step runs, with per-block activation checkpointing when asked."""
+    if activation_checkpointing not in ("none", "blocks"):
+        raise ConfigError(f"activation_checkpointing={activation_checkpointing!r} is not allowed: "
+                          "'none' or 'blocks'")
+    if hasattr(VAR, "use_activation_checkpointing"):
+        var = VAR(var_config).to(device)
+        var.use_activation_checkpointing(activation_checkpointing == "blocks")
+        return var
+    model_class = _PerBlockCheckpointedVAR if activation_checkpointing == "blocks" else VAR
+    return model_class(var_config).to(device)
+
+
+def synthetic_batch(var_config: VARConfig, micro_batch_size: int, device: torch.device,
+                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(labels (B,), teacher-forcing input (B, L - pn0^2, Cvae) float32, targets (B, L)):
+    the shapes and dtypes of a real batch, without a tokenizer."""
+    generator = torch.Generator().manual_seed(seed)
+    B, L = micro_batch_size, var_config.sequence_length
+    label_B = torch.randint(var_config.num_classes, (B,), generator=generator)
+    x_BLC = torch.randn(B, L - var_config.first_length, var_config.latent_channels, generator=generator)
+    indices_BL = torch.randint(var_config.codebook_size, (B, L), generator=generator)
+    return label_B.to(device), x_BLC.to(device), indices_BL.to(device)
+
+
+def training_step(var: VAR, optimizer: torch.optim.Optimizer, label_B: torch.Tensor, x_BLC: torch.Tensor,
+                  indices_BL: torch.Tensor, grad_clip: float = 2.0,
+                  autocast_dtype: torch.dtype | None = None) -> None:
+    """One step in the trainer's order: forward, token losses and their mean, zero_grad
+    (after the forward, so the previous step's gradients are live during it), backward,
+    gradient clipping, AdamW step. Locals die at return, as in a step function."""
+    autocast = (torch.autocast(device_type=x_BLC.device.type, dtype=autocast_dtype)
+                if autocast_dtype is not None else contextlib.nullcontext())
+    with autocast:
+        logits_BLV = var(label_B, x_BLC)
+    loss_BL, _error_BL = token_losses(logits_BLV, indices_BL)
+    loss = loss_BL.mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(var.parameters(), grad_clip)
+    optimizer.step()
+
+
+def measure_cpu_training_peak(var_config: VARConfig, micro_batch_size: int,
+                              activation_checkpointing: str = "none", seed: int = 0) -> int:
+    """Peak live CPU tensor bytes of a float32 training step in steady state (the second
+    step: gradients and AdamW moments exist), everything since the model was built counted."""
+    device = torch.device("cpu")
+    torch.manual_seed(seed)
+    with CpuMemoryRecording() as recording:
+        var = build_var_for_step(var_config, activation_checkpointing, device)
+        optimizer = build_optimizer(var, lr=1e-4)
+        batch = synthetic_batch(var_config, micro_batch_size, device, seed)
+        training_step(var, optimizer, *batch)
+        with recording.region():
+            training_step(var, optimizer, *batch)
+    return recording.region_peak_bytes()
+
+
+def measure_cuda_training_peak(var_config: VARConfig, micro_batch_size: int, autocast_dtype: torch.dtype | None,
+                               activation_checkpointing: str = "none", device: torch.device | None = None,
+                               seed: int = 0) -> int:
+    """`torch.cuda.max_memory_allocated` over a steady-state training step (fused AdamW, as
+    the trainer builds it on CUDA), relative to an empty device."""
+    device = device or torch.device("cuda")
+    torch.cuda.empty_cache()
+    if torch.cuda.memory_allocated(device):
+        raise RuntimeError(f"{torch.cuda.memory_allocated(device)} bytes are already allocated on {device}; "
+                           "measure on an otherwise empty device")
+    torch.manual_seed(seed)
+    var = build_var_for_step(var_config, activation_checkpointing, device)
+    optimizer = build_optimizer(var, lr=1e-4, fused=True)
+    batch = synthetic_batch(var_config, micro_batch_size, device, seed)
+    training_step(var, optimizer, *batch, autocast_dtype=autocast_dtype)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    training_step(var, optimizer, *batch, autocast_dtype=autocast_dtype)
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    del var, optimizer, batch
+    torch.cuda.empty_cache()
+    return peak
+
+
+def measure(run: Callable[[], None]) -> int:
+    """Peak live CPU tensor bytes of `run()`, everything it allocates counted."""
+    with CpuMemoryRecording() as recording:
+        with recording.region():
+            run()
+    return recording.region_peak_bytes()
