@@ -170,17 +170,26 @@ def _parameter_tensors(config: VARConfig) -> int:
     return config.depth * per_block + 10 + (2 if config.shared_adaln else 0)
 
 
+def _largest_parameter(config: VARConfig) -> int:
+    C = config.width
+    return max(config.codebook_size * C, 6 * C * C, config.ffn_hidden * C, 3 * C * C,
+               (config.num_classes + 1) * C, config.sequence_length * C)
+
+
 def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str, activation_checkpointing: str,
-                    shards: int, attention: str = "sdpa", *, ddp: bool = False,
+                    shards: int, attention: str = "sdpa", *, accumulation_steps: int = 2, ddp: bool = False,
                     device: str = "cuda") -> MemoryPlan:
     """Peak bytes per device of a training step (formula: module docstring).
 
     `precision` as the trainer reads it: bf16/fp16 autocast on CUDA, float32 on CPU (device
     "cpu" counts every precision as float32). `shards` is the FSDP world size (1: every rank
     holds all weights); `ddp` adds DistributedDataParallel's gradient buckets (shards 1 only).
+    `accumulation_steps` > 1 (the default, the safe side) runs later micro-batches with every
+    gradient live; with 1 the backward starts with none.
     """
     _positive_int("micro_batch_size", micro_batch_size)
     _positive_int("shards", shards)
+    _positive_int("accumulation_steps", accumulation_steps)
     _check_choice("precision", precision, PRECISIONS)
     _check_choice("activation_checkpointing", activation_checkpointing, ACTIVATION_CHECKPOINTING)
     _check_choice("attention", attention, ATTENTION_KERNELS)
@@ -189,27 +198,25 @@ def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str
         raise ConfigError(f"ddp=True with shards={shards}: DDP replicates, FSDP shards; choose one")
     f = FLOAT32_BYTES
     a = 2 if (precision != "fp32" and device == "cuda") else f
-    B, C, F = micro_batch_size, var_config.width, var_config.ffn_hidden
-    N, V = B * var_config.sequence_length, var_config.codebook_size
+    B, C, F, L = micro_batch_size, var_config.width, var_config.ffn_hidden, var_config.sequence_length
+    N, V = B * L, var_config.codebook_size
 
     counts = counting.param_counts(var_config)
-    P, P_block = counts["total"], (counts["attention"] + counts["ffn"] + counts["block_adaln"]) // var_config.depth
+    P = counts["total"]
+    P_block = (counts["attention"] + counts["ffn"] + counts["block_adaln"]) // var_config.depth
     P_root = P - var_config.depth * P_block
-    P_matmul = P - counts["embeddings"] + var_config.latent_channels * C + C  # word_embed is a matmul in fp32
-    weights = -(-f * P // shards)
+    weights = -(-f * P // shards) + f * L * L + INT64_BYTES * L  # + buffers: the mask, scale ids
     if a != f:
-        weights += a * (P_matmul - var_config.latent_channels * C - C)  # word_embed runs outside autocast
-    gradients = -(-f * P // shards)
-    L = var_config.sequence_length
-    weights += f * L * L + INT64_BYTES * L  # buffers: the block-causal mask, scale ids
-    if a != f:
-        weights += a * L * L  # the mask cast once per forward, saved by attention
+        # autocast's cached copies of every matmul weight but word_embed (run in fp32), and the
+        # mask cast once per forward; all saved for the backward
+        weights += a * (P - counts["embeddings"]) + a * L * L
+    all_gradients = -(-f * P // shards)
+    gradient_buffers = f * P if ddp else 0  # DDP's buckets live for the whole run
     if shards > 1:
         weights += f * P_root + 2 * f * P_block
-        gradients += f * P_block
-    if ddp:
-        gradients += f * P
+        gradient_buffers += f * P_block
     optimizer_states = -(-2 * f * P // shards) + f * _parameter_tensors(var_config)
+    library_workspace = CUDA_LIBRARY_WORKSPACE_BYTES if device == "cuda" else 0
 
     block = _block_saved_bytes(var_config, B, a, attention)
     outside = _outside_blocks_saved_bytes(var_config, B, a)
@@ -222,15 +229,30 @@ def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str
     # top block backward, in its FFN: gradients of the fc1 and GELU outputs and of the residual
     # are live while the block output, fc2 output and GELU output have been freed
     ffn_backward = a * 2 * N * F + f * N * C - (f * N * C + a * N * C + a * N * F)
+    if accumulation_steps > 1:
+        gradients_in_backward = head_gradients = all_gradients
+    else:
+        gradients_in_backward = 0
+        head_gradients = -(-f * (counts["head"] + counts["head_adaln"]) // shards)
+    # CPU AdamW is torch's per-tensor loop (sqrt and divide temporaries of one parameter);
+    # CUDA's fused AdamW has none
+    optimizer_transient = 2 * f * -(-_largest_parameter(var_config) // shards) if device == "cpu" else 0
+    batch = INT64_BYTES * (B + N) * accumulation_steps
     moments = {
-        "head backward": (4 * f * N * V, 0),
-        "top block backward": (f * N * V, recompute + ffn_backward),
+        "head backward": (gradients_in_backward, activations, 4 * f * N * V, library_workspace),
+        "top block backward": (head_gradients, activations, f * N * V,
+                               recompute + ffn_backward + library_workspace),
+        # the last block the backward reaches: every other gradient allocated, activations
+        # down to the embeddings' and this block's (recomputed under checkpointing)
+        "first block backward": (all_gradients - -(-f * (P_block + counts["embeddings"]) // shards),
+                                 outside + (block if recompute == 0 else f * N * C), f * N * V,
+                                 recompute + ffn_backward + library_workspace),
+        "optimizer step": (all_gradients, batch, 0, optimizer_transient + library_workspace),
     }
     peak_moment = max(moments, key=lambda name: sum(moments[name]))
-    logits_and_loss, transient = moments[peak_moment]
-    workspace = transient + (CUDA_LIBRARY_WORKSPACE_BYTES if device == "cuda" else 0)
-    parts = dict(weights=weights, gradients=gradients, optimizer_states=optimizer_states,
-                 activations=activations, logits_and_loss=logits_and_loss, workspace=workspace)
+    gradients, live_activations, logits_and_loss, workspace = moments[peak_moment]
+    parts = {"weights": weights, "gradients": gradients + gradient_buffers, "optimizer_states": optimizer_states,
+             "activations": live_activations, "logits_and_loss": logits_and_loss, "workspace": workspace}
     return MemoryPlan(parts=parts, micro_batch_size=B, precision=precision,
                       activation_checkpointing=activation_checkpointing, shards=shards, attention=attention,
                       device=device, peak_moment=peak_moment)

@@ -13,11 +13,10 @@ optimizer, batch -- is built inside the recording. CUDA: the caching allocator's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Self
 
 import torch
-import torch.utils.checkpoint
 from torch.autograd.profiler import MEMORY_EVENT_NAME
 from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -45,7 +44,7 @@ class CpuMemoryRecording:
         self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
         self._events: list | None = None
 
-    def __enter__(self) -> "CpuMemoryRecording":
+    def __enter__(self) -> Self:
         self._profiler.__enter__()
         return self
 
@@ -85,27 +84,17 @@ class CpuMemoryRecording:
         return sorted(events, key=lambda event: event.start_ns())
 
 
-class _PerBlockCheckpointedVAR(VAR):
-    """Each block recomputed in backward (torch.utils.checkpoint, non-reentrant): the
-    stand-in for `VAR.use_activation_checkpointing` until the model offers it."""
-
-    def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
-        for block in self.blocks:
-            x_BLC = torch.utils.checkpoint.checkpoint(block, x_BLC, block_cond, attn_bias, use_reentrant=False)
-        return x_BLC
-
-
-def build_var_for_step(var_config: VARConfig, activation_checkpointing: str, device: torch.device) -> VAR:
-    """The VAR a training step runs, with per-block activation checkpointing when asked."""
+def build_var_for_step(var_config: VARConfig, activation_checkpointing: str, device: torch.device,
+                       attention: str = "sdpa") -> VAR:
+    """The VAR a training step runs: per-block activation checkpointing ("none" or "blocks")
+    and the training forward's attention kernel as the trainer sets them."""
     if activation_checkpointing not in ("none", "blocks"):
         raise ConfigError(f"activation_checkpointing={activation_checkpointing!r} is not allowed: "
                           "'none' or 'blocks'")
-    if hasattr(VAR, "use_activation_checkpointing"):
-        var = VAR(var_config).to(device)
-        var.use_activation_checkpointing(activation_checkpointing == "blocks")
-        return var
-    model_class = _PerBlockCheckpointedVAR if activation_checkpointing == "blocks" else VAR
-    return model_class(var_config).to(device)
+    var = VAR(var_config).to(device)
+    var.use_activation_checkpointing(activation_checkpointing == "blocks")
+    var.use_attention_kernel(attention)
+    return var
 
 
 def synthetic_batch(var_config: VARConfig, micro_batch_size: int, device: torch.device,
@@ -120,43 +109,58 @@ def synthetic_batch(var_config: VARConfig, micro_batch_size: int, device: torch.
     return label_B.to(device), x_BLC.to(device), indices_BL.to(device)
 
 
-def training_step(var: VAR, optimizer: torch.optim.Optimizer, label_B: torch.Tensor, x_BLC: torch.Tensor,
-                  indices_BL: torch.Tensor, grad_clip: float = 2.0,
+def training_step(var: VAR, optimizer: torch.optim.Optimizer,
+                  micro_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], grad_clip: float = 2.0,
                   autocast_dtype: torch.dtype | None = None) -> None:
-    """One step in the trainer's order: forward, token losses and their mean, zero_grad
-    (after the forward, so the previous step's gradients are live during it), backward,
-    gradient clipping, AdamW step. Locals die at return, as in a step function."""
-    autocast = (torch.autocast(device_type=x_BLC.device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None else contextlib.nullcontext())
-    with autocast:
-        logits_BLV = var(label_B, x_BLC)
-    loss_BL, _error_BL = token_losses(logits_BLV, indices_BL)
-    loss = loss_BL.mean()
+    """One update in the trainer's order (var_model.training.step): zero_grad, then per
+    micro-batch (labels, teacher input, targets) a forward, its share of the mean token loss
+    and a backward (gradients accumulate from the second on), then clipping and AdamW."""
+    tokens = sum(indices_BL.numel() for _, _, indices_BL in micro_batches)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    for label_B, x_BLC, indices_BL in micro_batches:
+        _forward_backward(var, label_B, x_BLC, indices_BL, tokens, autocast_dtype)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(var.parameters(), grad_clip)
     optimizer.step()
 
 
+def _forward_backward(var: VAR, label_B: torch.Tensor, x_BLC: torch.Tensor, indices_BL: torch.Tensor,
+                      tokens: int, autocast_dtype: torch.dtype | None) -> None:
+    autocast = (torch.autocast(device_type=x_BLC.device.type, dtype=autocast_dtype)
+                if autocast_dtype is not None else contextlib.nullcontext())
+    with autocast:
+        logits_BLV = var(label_B, x_BLC)
+    loss_BL, _error_BL = token_losses(logits_BLV, indices_BL)
+    (loss_BL.sum() / tokens).backward()
+
+
+def _micro_batches(var_config: VARConfig, micro_batch_size: int, accumulation_steps: int,
+                   device: torch.device, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    return [synthetic_batch(var_config, micro_batch_size, device, seed + number)
+            for number in range(accumulation_steps)]
+
+
 def measure_cpu_training_peak(var_config: VARConfig, micro_batch_size: int,
-                              activation_checkpointing: str = "none", seed: int = 0) -> int:
+                              activation_checkpointing: str = "none", attention: str = "sdpa",
+                              accumulation_steps: int = 2, seed: int = 0) -> int:
     """Peak live CPU tensor bytes of a float32 training step in steady state (the second
-    step: gradients and AdamW moments exist), everything since the model was built counted."""
+    step: AdamW moments exist), everything since the model was built counted. With two or
+    more accumulation steps the later micro-batches run with the gradients live."""
     device = torch.device("cpu")
     torch.manual_seed(seed)
     with CpuMemoryRecording() as recording:
-        var = build_var_for_step(var_config, activation_checkpointing, device)
+        var = build_var_for_step(var_config, activation_checkpointing, device, attention)
         optimizer = build_optimizer(var, lr=1e-4)
-        batch = synthetic_batch(var_config, micro_batch_size, device, seed)
-        training_step(var, optimizer, *batch)
+        micro_batches = _micro_batches(var_config, micro_batch_size, accumulation_steps, device, seed)
+        training_step(var, optimizer, micro_batches)
         with recording.region():
-            training_step(var, optimizer, *batch)
+            training_step(var, optimizer, micro_batches)
     return recording.region_peak_bytes()
 
 
 def measure_cuda_training_peak(var_config: VARConfig, micro_batch_size: int, autocast_dtype: torch.dtype | None,
-                               activation_checkpointing: str = "none", device: torch.device | None = None,
+                               activation_checkpointing: str = "none", attention: str = "sdpa",
+                               accumulation_steps: int = 2, device: torch.device | None = None,
                                seed: int = 0) -> int:
     """`torch.cuda.max_memory_allocated` over a steady-state training step (fused AdamW, as
     the trainer builds it on CUDA), relative to an empty device."""
@@ -166,23 +170,16 @@ def measure_cuda_training_peak(var_config: VARConfig, micro_batch_size: int, aut
         raise RuntimeError(f"{torch.cuda.memory_allocated(device)} bytes are already allocated on {device}; "
                            "measure on an otherwise empty device")
     torch.manual_seed(seed)
-    var = build_var_for_step(var_config, activation_checkpointing, device)
+    var = build_var_for_step(var_config, activation_checkpointing, device, attention)
     optimizer = build_optimizer(var, lr=1e-4, fused=True)
-    batch = synthetic_batch(var_config, micro_batch_size, device, seed)
-    training_step(var, optimizer, *batch, autocast_dtype=autocast_dtype)
+    micro_batches = _micro_batches(var_config, micro_batch_size, accumulation_steps, device, seed)
+    training_step(var, optimizer, micro_batches, autocast_dtype=autocast_dtype)
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    training_step(var, optimizer, *batch, autocast_dtype=autocast_dtype)
+    training_step(var, optimizer, micro_batches, autocast_dtype=autocast_dtype)
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device)
-    del var, optimizer, batch
+    del var, optimizer, micro_batches
     torch.cuda.empty_cache()
     return peak
 
-
-def measure(run: Callable[[], None]) -> int:
-    """Peak live CPU tensor bytes of `run()`, everything it allocates counted."""
-    with CpuMemoryRecording() as recording:
-        with recording.region():
-            run()
-    return recording.region_peak_bytes()
