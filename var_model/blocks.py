@@ -12,6 +12,9 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask
+
+from var_model.attention import attend
 
 
 class DropPath(nn.Module):
@@ -49,9 +52,9 @@ class SelfAttention(nn.Module):
     With `attn_l2_norm`, q and k are unit vectors per head and q is scaled by
     exp(min(s_h, ln 100)), s_h learned per head (init ln 4); the softmax scale is then 1.
     Without it the scale is 0.25/sqrt(head_dim), as in the release.
-    Kernels: PyTorch SDPA picks an exact fused kernel: in training (additive block-causal
-    mask) the memory-efficient kernel on CUDA and the fused CPU kernel here; with the KV
-    cache no mask is needed, so CUDA can use flash attention.
+    Kernels (`var_model.attention`): in training the mask is the block-causal additive bias
+    (SDPA: the memory-efficient kernel on CUDA, the fused CPU kernel) or a BlockMask
+    (FlexAttention); with the KV cache no mask is needed, so SDPA can use flash attention.
     """
 
     def __init__(self, width: int, num_heads: int, attn_l2_norm: bool):
@@ -77,7 +80,7 @@ class SelfAttention(nn.Module):
     def kv_caching(self, enable: bool) -> None:
         self.caching, self.cached_k, self.cached_v = enable, None, None
 
-    def forward(self, x_BLC: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x_BLC: torch.Tensor, attn_bias: torch.Tensor | BlockMask | None) -> torch.Tensor:
         B, L, C = x_BLC.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
         qkv = F.linear(x_BLC, self.mat_qkv.weight, bias).view(B, L, 3, self.num_heads, self.head_dim)
@@ -91,11 +94,9 @@ class SelfAttention(nn.Module):
                 k_BHLc = torch.cat((self.cached_k, k_BHLc), dim=2)
                 v_BHLc = torch.cat((self.cached_v, v_BHLc), dim=2)
             self.cached_k, self.cached_v = k_BHLc, v_BHLc
-        # q may be float32 after the norm under autocast; SDPA needs one dtype throughout
+        # q may be float32 after the norm under autocast; both kernels need one dtype throughout
         dtype = v_BHLc.dtype
-        q_BHLc, k_BHLc = q_BHLc.to(dtype), k_BHLc.to(dtype)
-        mask = attn_bias.to(dtype) if attn_bias is not None else None
-        out_BHLc = F.scaled_dot_product_attention(q_BHLc, k_BHLc, v_BHLc, attn_mask=mask, scale=self.scale)
+        out_BHLc = attend(q_BHLc.to(dtype), k_BHLc.to(dtype), v_BHLc, attn_bias, self.scale)
         return self.proj(out_BHLc.transpose(1, 2).reshape(B, L, C))
 
 
@@ -121,7 +122,8 @@ class AdaLNSelfAttn(nn.Module):
         else:
             self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x_BLC: torch.Tensor, cond: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x_BLC: torch.Tensor, cond: torch.Tensor,
+                attn_bias: torch.Tensor | BlockMask | None) -> torch.Tensor:
         """`cond` is the class embedding (B, D), or with shared AdaLN the shared projection (B, 1, 6, C)."""
         if self.shared_adaln:
             modulation_B16C = self.ada_gss + cond

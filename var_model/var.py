@@ -12,11 +12,15 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask
+from torch.utils.checkpoint import checkpoint
 
 from var_model import counting
+from var_model.attention import (BlockMaskCache, check_attention_kernel, default_attention_kernel,
+                                 flex_trains_on)
 from var_model.blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 from var_model.config import VARConfig, check_compatible
-from var_model.errors import DataError
+from var_model.errors import ConfigError, DataError
 
 
 def scale_ids(patch_nums: tuple[int, ...]) -> torch.Tensor:
@@ -56,6 +60,10 @@ class VAR(nn.Module):
     + pos_1LC; AdaLN blocks under the block-causal mask; AdaLN head -> logits over V codes.
     The VQVAE is held as a non-parameter reference (for sampling), so `state_dict()` holds
     VAR weights only, with the released key names.
+
+    Execution choices, not architecture (not in the config, not in `state_dict()`): the
+    attention kernel of the training forward (`use_attention_kernel`) and per-block
+    activation checkpointing (`use_activation_checkpointing`). Both compute the same values.
     """
 
     def __init__(self, config: VARConfig | None = None, vqvae: nn.Module | None = None):
@@ -89,6 +97,10 @@ class VAR(nn.Module):
         self.head_nm = AdaLNBeforeHead(C, config.norm_eps)
         self.head = nn.Linear(C, config.codebook_size)
         self.init_weights()
+        # plain attributes, not buffers: they must stay out of state_dict() and checkpoints
+        self.attention_kernel = "sdpa"
+        self.activation_checkpointing = False
+        self._block_masks = BlockMaskCache()
 
     @property
     def vqvae(self):
@@ -97,6 +109,22 @@ class VAR(nn.Module):
     def set_vqvae(self, vqvae: nn.Module) -> None:
         check_compatible(vqvae.config, self.config)
         self._vqvae_reference = (vqvae,)
+
+    # ---------------------------------------------------------------- execution choices
+    def use_attention_kernel(self, name: str) -> None:
+        """Attention kernel of the block-causal training forward: "sdpa" or "flex" (see
+        `var_model.attention`; `default_attention_kernel(device_type)` is the measured choice).
+        The KV-cached sampling path always uses SDPA."""
+        self.attention_kernel = check_attention_kernel(name)
+
+    def use_activation_checkpointing(self, enabled: bool) -> None:
+        """Recompute each transformer block in the backward instead of keeping its
+        activations: about one more block forward of compute for the memory of the block
+        inputs only. Applies to forwards that record gradients, never under no_grad or with
+        the KV cache."""
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"activation_checkpointing={enabled!r} is not allowed: True or False")
+        self.activation_checkpointing = enabled
 
     # ---------------------------------------------------------------- initialisation
     @torch.no_grad()
@@ -169,17 +197,35 @@ class VAR(nn.Module):
         cond_BD = self.class_emb(label_B)
         return cond_BD, self.shared_ada_lin(cond_BD)
 
-    def _mask_for(self, device: torch.device) -> torch.Tensor:
-        """The block-causal mask in the dtype attention will run in: cast once per forward
-        under autocast (not once per block); a no-op in float32."""
+    def _mask_for(self, device: torch.device) -> torch.Tensor | BlockMask:
+        """The block-causal mask of the chosen kernel: FlexAttention's cached BlockMask, or
+        SDPA's additive bias in the dtype attention will run in (cast once per forward under
+        autocast, not once per block; a no-op in float32). Meta tensors (shape-only dry runs)
+        take the bias: shapes do not depend on the kernel."""
+        if self.attention_kernel == "flex" and device.type != "meta":
+            if torch.is_grad_enabled() and not flex_trains_on(device.type):
+                raise ConfigError(
+                    f"attention='flex' cannot train on {device.type}: torch {torch.__version__} has no "
+                    f"FlexAttention backward there; use attention="
+                    f"{default_attention_kernel(device.type)!r} (the default for {device.type}), "
+                    f"or run the forward under torch.no_grad()")
+            return self._block_masks.get(self.lvl_1L[0])
         mask = self.attn_bias_for_masking
         if device.type != "meta" and torch.is_autocast_enabled(device.type):
             mask = mask.to(torch.get_autocast_dtype(device.type))
         return mask
 
-    def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor, attn_bias: torch.Tensor | None) -> torch.Tensor:
+    def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor,
+                   attn_bias: torch.Tensor | BlockMask | None) -> torch.Tensor:
+        recompute = (self.activation_checkpointing and torch.is_grad_enabled()
+                     and not self.blocks[0].attn.caching)
         for block in self.blocks:
-            x_BLC = block(x_BLC, block_cond, attn_bias)
+            if recompute:
+                # non-reentrant: works with inputs that need no grad and under torch.compile;
+                # preserve_rng_state (the default) replays drop-path's draws in the recompute
+                x_BLC = checkpoint(block, x_BLC, block_cond, attn_bias, use_reentrant=False)
+            else:
+                x_BLC = block(x_BLC, block_cond, attn_bias)
         return x_BLC
 
     def logits(self, h_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,112 @@
+"""Attention kernels of the VAR's block-causal training forward: PyTorch SDPA or FlexAttention.
+
+Both compute the same thing: softmax(scale * q k^T + mask) v, where a query of scale k sees the
+keys of scales <= k. SDPA reads a dense additive (L, L) mask; FlexAttention takes a `BlockMask`
+(which (q-block, kv-block) tiles have any allowed pair) plus the `mask_mod` scale(q) >= scale(kv)
+for the partial tiles, so fully masked tiles are skipped and no (L, L) mask is read.
+The KV-cached sampling path needs no mask and always uses SDPA (it passes no mask).
+
+Shape legend: B batch, H heads, L tokens, c head dim.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+
+from var_model.errors import ConfigError
+
+ATTENTION_KERNELS = ("sdpa", "flex")
+
+# torch's default sparse tile (and the Triton kernels' default BLOCK_M): the kernel requires
+# the BlockMask tile to be a multiple of its own, so a smaller one needs kernel_options too.
+# Measured here, the share of (q, kv) tiles skipped with 128-token tiles is 0.8% at 256px
+# (L = 680) and 27.5% at 512px (L = 2240); 64-token tiles would skip 24.7% at 256px. Trying
+# 64 on CUDA is left to the GPU check (it is not measurable on CPU, see below).
+FLEX_BLOCK_SIZE = 128
+
+# The fused kernel comes from compiling flex_attention (uncompiled, torch runs a reference
+# path that materialises the whole score matrix). Compiled once here; a model compiled as a
+# whole inlines this call into its own graph.
+_compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
+
+
+def check_attention_kernel(name: str) -> str:
+    """Return `name` if it is a known kernel, else raise ConfigError naming the allowed ones."""
+    if name not in ATTENTION_KERNELS:
+        raise ConfigError(f"attention={name!r} is not allowed: one of {ATTENTION_KERNELS}")
+    return name
+
+
+def default_attention_kernel(device_type: str) -> str:
+    """The faster exact kernel for training on this device type ("cpu", "cuda", ...).
+
+    CPU: "sdpa". torch 2.13's FlexAttention has no backward on CPU (`_validate_device` raises
+    NotImplementedError for inputs that require grad), so it cannot train there at all. Its
+    forward alone is slower too: one thread, d6 at 256px, batch 2, float32, 12 forward passes
+    under no_grad: compiled flex 1.52x the time of SDPA (steady-state per pass, median of 3).
+    CUDA: "flex", pending the GPU check (benchmarks/gpu_check.sh): the fused Triton kernel
+    reads no (L, L) mask, which SDPA's memory-efficient kernel must, and skips masked tiles.
+    Other device types: "sdpa", the kernel every backend has.
+    """
+    if device_type == "cuda":
+        return "flex"
+    return "sdpa"
+
+
+def flex_trains_on(device_type: str) -> bool:
+    """Whether this torch has a FlexAttention backward on the device type (not on CPU or MPS)."""
+    return device_type not in ("cpu", "mps")
+
+
+def block_causal_block_mask(scale_ids_L: torch.Tensor, block_size: int = FLEX_BLOCK_SIZE) -> BlockMask:
+    """The BlockMask of scale(q) >= scale(kv) for a (L,) tensor of token scales, on its device.
+
+    One mask serves every batch and head (B = H = None broadcast), so it is built once per
+    (patch_nums, device) and cached by `BlockMaskCache`.
+    """
+    L = scale_ids_L.shape[0]
+
+    def scale_causal(batch, head, q_index, kv_index):
+        return scale_ids_L[q_index] >= scale_ids_L[kv_index]
+
+    return create_block_mask(scale_causal, None, None, L, L, device=scale_ids_L.device, BLOCK_SIZE=block_size)
+
+
+class BlockMaskCache:
+    """The block-causal BlockMask of one model's scales, one per device, built on first use.
+
+    Building a BlockMask evaluates the mask_mod over all (L, L) pairs: cheap once, wasteful
+    per step. Held by the model (not a module global), so two models never share state;
+    a model's scales never change, so the device is the whole key.
+    """
+
+    def __init__(self, block_size: int = FLEX_BLOCK_SIZE):
+        self.block_size = block_size
+        self._masks: dict[torch.device, BlockMask] = {}
+
+    def get(self, scale_ids_L: torch.Tensor) -> BlockMask:
+        """The mask for these token scales (L,), on their device."""
+        mask = self._masks.get(scale_ids_L.device)
+        if mask is None:
+            mask = self._build(scale_ids_L)
+        return mask
+
+    # Under torch.compile of the whole model the build runs eagerly (a graph break on the
+    # first call only), so the mask is a cached input of the graph and never traced.
+    @torch.compiler.disable
+    def _build(self, scale_ids_L: torch.Tensor) -> BlockMask:
+        mask = block_causal_block_mask(scale_ids_L, self.block_size)
+        self._masks[scale_ids_L.device] = mask
+        return mask
+
+
+def attend(q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.Tensor,
+           mask: torch.Tensor | BlockMask | None, scale: float) -> torch.Tensor:
+    """softmax(scale q k^T + mask) v with SDPA (an additive mask tensor, or None: no mask) or
+    compiled FlexAttention (a BlockMask). q, k, v share one dtype."""
+    if isinstance(mask, BlockMask):
+        return _compiled_flex_attention(q_BHLc, k_BHLc, v_BHLc, block_mask=mask, scale=scale)
+    mask = mask.to(v_BHLc.dtype) if mask is not None else None
+    return F.scaled_dot_product_attention(q_BHLc, k_BHLc, v_BHLc, attn_mask=mask, scale=scale)
