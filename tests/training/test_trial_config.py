@@ -4,6 +4,7 @@ import pytest
 
 from var_model.errors import ConfigError
 from var_model.training import TrialConfig
+from var_model.training.trainer import RESUME_FREE_FIELDS
 
 
 def test_yaml_round_trip_keeps_every_field(tmp_path):
@@ -34,6 +35,14 @@ def test_yaml_numbers_without_a_dot_are_read_as_numbers(tmp_path):
     ({"precision": "fp8"}, "precision"),
     ({"device": "tpu"}, "device"),
     ({"warmup_fraction": 1.5}, "warmup_fraction"),
+    ({"micro_batch_size": 5}, "micro_batch_size 5 does not divide batch_size 64"),
+    ({"micro_batch_size": 0}, "micro_batch_size"),
+    ({"micro_batch_size": "auto"}, "micro_batch_size"),
+    ({"sharding": "zero3"}, "sharding is 'zero3'; allowed: ddp, fsdp"),
+    ({"attention": "flash"}, "attention is 'flash'; allowed: auto, sdpa, flex"),
+    ({"activation_checkpointing": "all"}, "activation_checkpointing is 'all'; allowed: none, blocks"),
+    ({"compile": "yes"}, "compile is 'yes'; allowed: true, false, auto"),
+    ({"compile": 1}, "compile is 1"),
 ])
 def test_invalid_fields_are_named(changes, fragment):
     values = {"token_cache": "/c", "output_dir": "/o", **changes}
@@ -48,3 +57,13 @@ def test_unknown_and_missing_keys(tmp_path):
         TrialConfig.from_dict({"token_cache": "c"})
     with pytest.raises(ConfigError, match="does not exist"):
         TrialConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_execution_choices_round_trip_and_do_not_block_a_resume(tmp_path):
+    config = TrialConfig(token_cache="/c", output_dir="/o", batch_size=32, micro_batch_size=8,
+                         activation_checkpointing="blocks", sharding="fsdp", compile=False, attention="sdpa")
+    path = tmp_path / "trial.yaml"
+    config.to_yaml(path)
+    assert TrialConfig.from_yaml(path) == config
+    for name in ("micro_batch_size", "activation_checkpointing", "sharding", "compile", "attention"):
+        assert name in RESUME_FREE_FIELDS, name
