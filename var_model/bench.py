@@ -28,7 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from var_model import counting, throughput
-from var_model.attention import ATTENTION_KERNELS, check_attention_kernel, flex_trains_on
+from var_model.attention import (
+    ATTENTION_KERNELS,
+    check_attention_kernel,
+    flex_trains_on,
+)
 from var_model.config import PATCH_NUMS_256, PATCH_NUMS_512, VARConfig
 from var_model.errors import ConfigError
 from var_model.training.optimizer import build_optimizer
@@ -132,13 +136,13 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     exact = counting.flops_per_image(config, training=True)
     six_nl = counting.six_n_l(config)
     images_per_second = batch / seconds
-    result = dict(depth=depth, batch=batch, params=counting.param_counts(config)["total"],
-                  device_name=device_name(torch_device), precision=dtype, compile=compile,
-                  attention=attention, activation_checkpointing=activation_checkpointing,
-                  image_size=image_size, seconds_per_step=seconds, set_up_seconds=start - set_up_start,
-                  ms_per_image=1000 * seconds / batch, images_per_second=images_per_second,
-                  flops_per_image=exact, flops_per_image_6nl=six_nl,
-                  achieved_flops=exact * images_per_second, achieved_flops_6nl=six_nl * images_per_second)
+    result = {"depth": depth, "batch": batch, "params": counting.param_counts(config)["total"],
+                  "device_name": device_name(torch_device), "precision": dtype, "compile": compile,
+                  "attention": attention, "activation_checkpointing": activation_checkpointing,
+                  "image_size": image_size, "seconds_per_step": seconds, "set_up_seconds": start - set_up_start,
+                  "ms_per_image": 1000 * seconds / batch, "images_per_second": images_per_second,
+                  "flops_per_image": exact, "flops_per_image_6nl": six_nl,
+                  "achieved_flops": exact * images_per_second, "achieved_flops_6nl": six_nl * images_per_second}
     if torch_device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(torch_device)
     peak = known_peak_tflops(torch_device)
@@ -162,16 +166,16 @@ def format_result(result: dict, device: str, dtype: str) -> str:
                f"{', compiled' if result.get('compile') else ''}"
                f"{', activation checkpointing' if result.get('activation_checkpointing') else ''}")
     lines = [
-        f"VAR d{result['depth']} ({result['params'] / 1e6:.1f}M params), batch {result['batch']}, {device}, "
-        f"{dtype}, {choices}",
+        (f"VAR d{result['depth']} ({result['params'] / 1e6:.1f}M params), batch {result['batch']}, {device}, "
+        f"{dtype}, {choices}"),
         f"  device: {result.get('device_name', device)}",
-        f"  train step (forward, backward, clip, AdamW): {result['ms_per_image']:.2f} ms/image, "
-        f"{result['images_per_second']:.2f} images/s",
-        f"  steady-state step: {1000 * result['seconds_per_step']:.1f} ms "
-        f"(set-up and warm-up before it: {result['set_up_seconds']:.1f} s)",
+        (f"  train step (forward, backward, clip, AdamW): {result['ms_per_image']:.2f} ms/image, "
+        f"{result['images_per_second']:.2f} images/s"),
+        (f"  steady-state step: {1000 * result['seconds_per_step']:.1f} ms "
+        f"(set-up and warm-up before it: {result['set_up_seconds']:.1f} s)"),
         f"  exact FLOPs/image (training): {result['flops_per_image']:.4e}; 6NL: {result['flops_per_image_6nl']:.4e}",
-        f"  achieved: {result['achieved_flops'] / 1e12:.3f} TFLOP/s exact "
-        f"({result['achieved_flops_6nl'] / 1e12:.3f} TFLOP/s by 6NL)",
+        (f"  achieved: {result['achieved_flops'] / 1e12:.3f} TFLOP/s exact "
+        f"({result['achieved_flops_6nl'] / 1e12:.3f} TFLOP/s by 6NL)"),
     ]
     if "peak_memory_bytes" in result:
         lines.append(f"  peak memory allocated: {result['peak_memory_bytes'] / 1e9:.2f} GB")

@@ -16,8 +16,12 @@ from torch.nn.attention.flex_attention import BlockMask
 from torch.utils.checkpoint import checkpoint
 
 from var_model import counting
-from var_model.attention import (BlockMaskCache, check_attention_kernel, default_attention_kernel,
-                                 flex_trains_on)
+from var_model.attention import (
+    BlockMaskCache,
+    check_attention_kernel,
+    default_attention_kernel,
+    flex_trains_on,
+)
 from var_model.blocks import AdaLNBeforeHead, AdaLNSelfAttn, SharedAdaLin
 from var_model.config import VARConfig, check_compatible
 from var_model.errors import ConfigError, DataError

@@ -8,8 +8,12 @@ import pytest
 import torch
 
 from var_model import VAR, VARConfig
-from var_model.attention import (ATTENTION_KERNELS, BlockMaskCache, default_attention_kernel,
-                                 flex_trains_on)
+from var_model.attention import (
+    ATTENTION_KERNELS,
+    BlockMaskCache,
+    default_attention_kernel,
+    flex_trains_on,
+)
 from var_model.config import PATCH_NUMS_256
 from var_model.errors import ConfigError
 from var_model.var import block_causal_bias, scale_ids

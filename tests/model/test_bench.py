@@ -9,6 +9,7 @@ import torch
 
 from var_model import ConfigError, bench, counting
 from var_model.config import VARConfig
+from var_model.throughput import ThroughputTable
 
 
 def test_benchmark_reports_flops_consistently():
@@ -35,3 +36,46 @@ def test_bad_benchmark_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             bench.benchmark(depth=1, device="cuda")
+
+
+def test_register_parses_the_execution_flags(tmp_path):
+    parser = argparse.ArgumentParser()
+    bench.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", "--depth", "2", "--attention", "flex", "--compile",
+                              "--activation-checkpointing", "--save", str(tmp_path / "t.json")])
+    assert (args.attention, args.compile, args.activation_checkpointing) == ("flex", True, True)
+    assert args.save == tmp_path / "t.json"
+    assert parser.parse_args(["bench", "--depth", "2"]).attention == "sdpa"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--depth", "2", "--attention", "xformers"])
+
+
+def test_benchmark_reports_the_execution_choices():
+    result = bench.benchmark(depth=1, batch=1, steps=1, warmup=0, activation_checkpointing=True)
+    assert result["activation_checkpointing"] is True and result["attention"] == "sdpa"
+    assert result["compile"] is False and result["precision"] == "float32"
+    assert result["seconds_per_step"] > 0 and result["device_name"].endswith("(1 thread)")
+    assert "peak_memory_bytes" not in result  # CUDA only
+    assert "activation checkpointing" in bench.format_result(result, "cpu", "float32")
+
+
+def test_bad_attention_arguments():
+    with pytest.raises(ConfigError, match="attention='xformers'"):
+        bench.benchmark(depth=1, attention="xformers")
+    with pytest.raises(ConfigError, match="attention='flex' cannot train on cpu"):
+        bench.benchmark(depth=1, attention="flex")
+    with pytest.raises(ConfigError, match="warmup=0 with compile"):
+        bench.benchmark(depth=1, compile=True, warmup=0)
+
+
+def test_save_writes_a_throughput_record(tmp_path, capsys):
+    path = tmp_path / "throughput.json"
+    assert bench.main(["--depth", "1", "--batch", "1", "--steps", "1", "--warmup", "0", "--save", str(path)]) == 0
+    assert "steady-state step" in capsys.readouterr().out
+    table = ThroughputTable.load(path)
+    (record,) = table.records
+    assert (record.depth, record.micro_batch, record.attention, record.compile) == (1, 1, "sdpa", False)
+    looked_up = table.flops_per_second(record.device_name, 1, precision="float32", compile=False, attention="sdpa")
+    assert looked_up == record.flops_per_second
+    assert record.flops_per_second == pytest.approx(
+        counting.flops_per_image(VARConfig(depth=1), training=True) * record.images_per_second)
