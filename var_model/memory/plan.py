@@ -1,59 +1,70 @@
 """Peak memory of one VAR training step per device, from the config alone: `training_memory`.
 
 Counted, not fitted: every tensor autograd saves in this VAR's forward (blocks.py, var.py,
-evaluation.token_losses), the trainer's parameter state, and the largest transient of the
-backward. Shape legend: B micro-batch, L tokens, N = B*L, C width, F ffn hidden, H heads,
-V codebook size, Cvae latent channels, P parameters, d depth. Bytes: f = 4 (float32) and
-a = the matmul dtype (2 under bf16/fp16 autocast on CUDA, 4 in float32; CPU trials always
-run float32). Decimal units: 1 GB = 1e9 bytes.
+training/evaluation.token_losses), the parameter state of training/step.py's update, and the
+transients of the backward. No term depends on depth except through the counts below.
+Legend: B micro-batch, L tokens, N = B*L, C width, F ffn hidden, H heads, V codebook size,
+Cvae latent channels, d depth, P parameters (counting.param_counts), P_block one block's,
+P_root the rest. Bytes: f = 4 (float32); a = 2 for the matmul outputs under bf16/fp16
+autocast on CUDA, else 4 (CPU trials run float32). Decimal units: 1 GB = 1e9 bytes.
 
-weights            4P / shards (fp32 master weights, also under autocast)
-                   + 2 P_mm under autocast: the bf16/fp16 copy of every matmul weight and
-                     bias (P_mm = all but the embeddings), cached by autocast and saved by
-                     each linear for its backward. Under FSDP these copies are unsharded.
-                   + FSDP (fully_shard per block and at the root): 4 P_root for the root's
-                     parameters (embeddings, head), unsharded from forward to backward, and
-                     2 x 4 P_block for the block being used and the one prefetched.
-gradients          4P / shards; + 4P for DDP's gradient buckets (its default
-                   gradient_as_bucket_view=False keeps a flat copy); + 4 P_block under FSDP
-                   (one block's unsharded gradients before their reduce-scatter).
-optimizer_states   AdamW: exp_avg and exp_avg_sq, 8P / shards, + a 4-byte step per tensor.
-activations        what autograd holds at the start of the backward:
-  per block, without checkpointing (q/k L2-normed attention, AdaLN, GELU FFN):
-                   f * (2N + N C + 2N + N C)           LN1/LN2 mean+rstd, LN outputs
-                   + a * 2NC                            qkv and fc1 inputs (cast copies under autocast)
-                   + f * NC [+ a * NC under fp32]       AdaLN mul outputs: y*(1+s) saved by the LNs' mul
-                   + a * 3NC                            qkv (q and v read as views of it)
-                   + f * 4NH                            q/k norms and their clamps
-                   + q/k normalise: f * NC (q / |q|, saved by the temperature mul)
-                     + a * 2NC (q and k as attention takes them)
-                     + under autocast f * 2NC (the fp32 copies the norm casts q, k to)
-                   + attention: a * NC output + f * NH logsumexp (SDPA's memory-efficient
-                     kernel on CUDA, its fused kernel on CPU, FlexAttention alike: no L x L);
-                     the math fallback saves the softmax, f * B H L^2 (+ a * B H L^2 copy)
-                   + a * (NC + NC + 2NF)                 proj and fc2 outputs (saved by the
-                                                         gamma muls), fc1 output, GELU output
-                   + f * NC                             the block output (saved by the next LN)
-                   + (4 + 6) a BC + 2 f BC              AdaLN: SiLU output, six modulation rows,
-                                                         the two (1 + scale) rows
-  blocks checkpointing: only each block's input, f * NC, is kept; the block being recomputed
-                   holds one block's set during its backward.
-  outside blocks:  f * NC the first block input; head AdaLN f*(2N + NC + 3BC) + a * NC;
-                   the batch (labels, targets int64, teacher input f * N Cvae); token losses.
-logits_and_loss    the larger of two moments of the backward:
-                   head: logits f*NV (held by the step), log-softmax output, the NLL gradient
-                     and the log-softmax gradient: 4 f N V;
-                   top block: the logits f*NV still held, plus the FFN backward's transient
-                     (gradients of fc1/GELU outputs a*2NF, the residual gradient f*NC, minus the
-                     freed block output, fc2 output and GELU output) in `workspace`.
-workspace          the transient of the chosen moment; on CUDA also 64 MiB for the cuBLAS and
-                   cuBLASLt workspaces (allocated through the caching allocator).
-
-Gradients are counted live through the whole step: true from the second micro-batch of an
-accumulated step on, and at the end of the forward in the trainer (zero_grad follows the
-forward). A single micro-batch starts its backward with none, so there the plan is high by at
-most min(4P, 2 f N V). Validated through the allocator on CPU (tests/model/test_memory.py)
-and with `torch.cuda.max_memory_allocated` (tests/model/test_memory_gpu.py).
+weights           f P / shards (fp32 master weights, also under autocast) + buffers f L^2 + 8L
+                  (block-causal mask, scale ids). Autocast: + a (P - embeddings), the cached
+                  cast of every matmul weight but word_embed (which runs in fp32), saved by
+                  each linear for its backward and so never sharded; + a L^2, the mask cast.
+                  FSDP2 (fully_shard per block, then the root; no MixedPrecisionPolicy):
+                  + f P_root (the root stays gathered from forward to backward) + 2 f P_block
+                  (the block in use and the one prefetched).
+gradients         f P / shards when live (see the moments); + f P for DDP's buckets (its
+                  default gradient_as_bucket_view=False keeps a flat copy all run long);
+                  + f P_block under FSDP (one block unsharded before its reduce-scatter).
+optimizer_states  AdamW's exp_avg and exp_avg_sq: 2 f P / shards, + a 4-byte step per tensor.
+activations       what autograd saves, per block (no checkpointing):
+                    f (4N + 2NC)   LN1/LN2 mean and rstd; both LN outputs (saved by the
+                                   (1 + scale) muls)
+                    a 2NC          mat_qkv and fc1 inputs (autocast's cast copies)
+                    a 3NC          qkv (q, k norms and v read views of it)
+                    f (4NH + NC)   |q|, |k|, their clamps; q/|q| (saved by the temperature mul)
+                    f 2NC          autocast only: the fp32 copies of q, k the norm is cast to
+                    a 2NC          q, k as attention takes them
+                    a NC + f NH    attention output and logsumexp: SDPA's memory-efficient
+                                   kernel on CUDA (an additive mask keeps flash out), its fused
+                                   kernel on CPU, and FlexAttention all hold no L x L; the math
+                                   fallback ("math") adds the softmax, (f + a) B H L^2 under
+                                   autocast, f B H L^2 in fp32
+                    a (2NC + 2NF)  proj and fc2 outputs (saved by the gamma muls); fc1 output
+                                   (saved by GELU) and GELU output (saved by fc2)
+                    f 2NC          the residual after attention (saved by LN2), block output
+                    a 9BC + f B    AdaLN: SiLU output, six modulation rows, two (1 + scale)
+                                   rows; drop-path keep masks
+                  With F = 4C in fp32 that is 23 NC + (4 + 5H) N floats per block.
+                  Checkpointing "blocks": f NC per block (its input); the block recomputed
+                  in the backward holds its own set meanwhile.
+                  Outside the blocks: f NC first block input; head AdaLN f (2N + NC) + a NC
+                  + a 2BC; class embedding f BC; the batch 8 (B + N) + f B (L - pn0^2) Cvae;
+                  token losses f 2N.
+logits_and_loss, workspace: the step's peak is the largest of four moments, each a sum of
+                  the parts live then (`MemoryPlan.peak_moment` names it):
+                    head backward        all activations + 4 f N V: logits (held by the step),
+                                         log-softmax output, NLL gradient, log-softmax gradient
+                    top block backward   all activations + f N V logits + workspace: the
+                                         recomputed block (checkpointing) + a 2NF (fc1/GELU
+                                         output gradients) + f NC (residual gradient) - f NC
+                                         - a NC - a NF (block output, fc2 output, GELU output
+                                         freed by then)
+                    first block backward as above, with only the embeddings' and block 0's
+                                         activations left and every gradient but block 0's
+                                         and the embeddings' allocated
+                    optimizer step       all gradients, the batch; CPU AdamW's per-tensor
+                                         temporaries 2 f x the largest parameter (CUDA's fused
+                                         AdamW has none)
+                  CUDA adds 64 MiB of cuBLAS/cuBLASLt workspace to every moment.
+Gradients: with accumulation_steps > 1 (the default here, the safe side) later micro-batches
+run their whole backward with every gradient live; with 1 the backward starts with none
+(training/step.py zeroes them, set to None, before the first micro-batch) and they grow as
+it proceeds. Checked against peaks measured through the allocator on CPU within 15% for d2..d8
+(tests/model/test_memory.py; within 2.5% when written) and against
+`torch.cuda.max_memory_allocated` (tests/model/test_memory_gpu.py).
 """
 
 from __future__ import annotations
