@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as multiprocessing
+from torch import multiprocessing
 
 from var_model.errors import ConfigError
 from var_model.training import TrialCallback, TrialConfig, run_trial

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as multiprocessing
+from torch import multiprocessing
 from torch.distributed.tensor import DTensor
 
 from var_model.official import load_official, save_official
@@ -130,8 +130,8 @@ def _weights(directory: str) -> dict[str, torch.Tensor]:
 
 def _assert_weights_close(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
     assert first.keys() == second.keys()
-    for name in first:
-        torch.testing.assert_close(first[name], second[name], rtol=0, atol=1e-5, msg=name)
+    for name, tensor in first.items():
+        torch.testing.assert_close(tensor, second[name], rtol=0, atol=1e-5, msg=name)
 
 
 @pytest.mark.slow

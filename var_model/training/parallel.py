@@ -15,13 +15,17 @@ runs in step (evaluation's uneven row shares, sampling on rank 0).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from torch.distributed.tensor import DTensor
@@ -56,7 +60,7 @@ def is_sharded(module: torch.nn.Module) -> bool:
     return isinstance(module, FSDPModule)
 
 
-def gradient_sync(model: torch.nn.Module, enabled: bool) -> ContextManager[None]:
+def gradient_sync(model: torch.nn.Module, enabled: bool) -> AbstractContextManager[None]:
     """A region whose backward reduces gradients over ranks (enabled) or only accumulates
     them locally (for every micro-batch but the last)."""
     if enabled:

@@ -37,7 +37,7 @@ class MicroBatches:
     size: int
 
     @classmethod
-    def plan(cls, batch_size: int, micro_batch_size: int | None, world_size: int) -> "MicroBatches":
+    def plan(cls, batch_size: int, micro_batch_size: int | None, world_size: int) -> MicroBatches:
         """micro_batch_size None: the whole share at once. A remainder is a ConfigError."""
         if batch_size % world_size:
             raise ConfigError(f"batch_size {batch_size} does not divide by the {world_size} processes")
@@ -66,7 +66,7 @@ class ExecutionChoices:
     sharding: str
 
     @classmethod
-    def resolve(cls, config: TrialConfig, context: DistributedContext) -> "ExecutionChoices":
+    def resolve(cls, config: TrialConfig, context: DistributedContext) -> ExecutionChoices:
         device_type = context.device.type
         attention = default_attention_kernel(device_type) if config.attention == "auto" else config.attention
         if attention == "flex" and not flex_trains_on(device_type):

@@ -4,8 +4,10 @@ Tiny CPU run (after `varscale tokenizer var_model/training/examples/tiny_tokeniz
 
     varscale train var_model/training/examples/tiny_trial.yaml
 
-Each step: a batch of cached indices -> teacher-forcing input (no encoder pass) -> logits ->
-cross-entropy over all tokens (uniform per token) -> AdamW step with clipped gradients.
+Each step (training/step.py): a batch of cached indices -> teacher-forcing input (no encoder
+pass) -> logits -> cross-entropy over all tokens (uniform per token), in micro-batches whose
+gradients add up to the full batch's -> AdamW step with clipped gradients. One process, DDP or
+FSDP2 (training/parallel.py): the loop is the same.
 At log points: train metrics; at evaluation points and at the end: test metrics; after both,
 an atomic checkpoint. A NaN/inf (or too large) train loss ends the trial with status
 "diverged": a result, not an exception, so a study keeps going.
@@ -22,14 +24,24 @@ import torch
 
 from var_model.errors import CheckpointError, TrialError
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
-from var_model.training.checkpoint import (CHECKPOINT_FILE, capture_rng_state, load_checkpoint,
-                                           restore_rng_state, save_checkpoint)
+from var_model.training.checkpoint import (
+    CHECKPOINT_FILE,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from var_model.training.config import TrialConfig
 from var_model.training.distributed import DistributedContext
 from var_model.training.evaluation import evaluate
 from var_model.training.optimizer import set_learning_rate
-from var_model.training.parallel import (full_state_dicts, gathered_weights, is_positional,
-                                         load_full_state_dicts, named_optimizer_state)
+from var_model.training.parallel import (
+    full_state_dicts,
+    gathered_weights,
+    is_positional,
+    load_full_state_dicts,
+    named_optimizer_state,
+)
 from var_model.training.result import RESULT_FILE, TrialResult
 from var_model.training.sampling import sample_grid, save_png
 from var_model.training.setup import TrialParts, build_trial
