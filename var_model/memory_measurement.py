@@ -13,11 +13,18 @@ optimizer, batch -- is built inside the recording. CUDA: the caching allocator's
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Self
 
 import torch
+import torch.distributed
+from torch import multiprocessing
 from torch.autograd.profiler import MEMORY_EVENT_NAME
+from torch.nn.parallel import DistributedDataParallel
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from var_model.config import VARConfig
@@ -111,20 +118,25 @@ def synthetic_batch(var_config: VARConfig, micro_batch_size: int, device: torch.
 
 def training_step(var: VAR, optimizer: torch.optim.Optimizer,
                   micro_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], grad_clip: float = 2.0,
-                  autocast_dtype: torch.dtype | None = None) -> None:
+                  autocast_dtype: torch.dtype | None = None, model: torch.nn.Module | None = None) -> None:
     """One update in the trainer's order (var_model.training.step): zero_grad, then per
     micro-batch (labels, teacher input, targets) a forward, its share of the mean token loss
-    and a backward (gradients accumulate from the second on), then clipping and AdamW."""
+    and a backward (gradients accumulate from the second on; a DDP `model` syncs on the last
+    only), then clipping and AdamW."""
+    model = model if model is not None else var
     tokens = sum(indices_BL.numel() for _, _, indices_BL in micro_batches)
     optimizer.zero_grad(set_to_none=True)
-    for label_B, x_BLC, indices_BL in micro_batches:
-        _forward_backward(var, label_B, x_BLC, indices_BL, tokens, autocast_dtype)
+    for number, (label_B, x_BLC, indices_BL) in enumerate(micro_batches):
+        last = number == len(micro_batches) - 1
+        sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last else contextlib.nullcontext()
+        with sync:
+            _forward_backward(model, label_B, x_BLC, indices_BL, tokens, autocast_dtype)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(var.parameters(), grad_clip)
     optimizer.step()
 
 
-def _forward_backward(var: VAR, label_B: torch.Tensor, x_BLC: torch.Tensor, indices_BL: torch.Tensor,
+def _forward_backward(var: torch.nn.Module, label_B: torch.Tensor, x_BLC: torch.Tensor, indices_BL: torch.Tensor,
                       tokens: int, autocast_dtype: torch.dtype | None) -> None:
     autocast = (torch.autocast(device_type=x_BLC.device.type, dtype=autocast_dtype)
                 if autocast_dtype is not None else contextlib.nullcontext())
@@ -156,6 +168,45 @@ def measure_cpu_training_peak(var_config: VARConfig, micro_batch_size: int,
         with recording.region():
             training_step(var, optimizer, micro_batches)
     return recording.region_peak_bytes()
+
+
+def measure_cpu_ddp_training_peak(var_config: VARConfig, micro_batch_size: int, world_size: int = 2,
+                                  accumulation_steps: int = 2, seed: int = 0) -> int:
+    """`measure_cpu_training_peak` of rank 0 under DistributedDataParallel over `world_size`
+    gloo processes (spawned here). Only DDP: FSDP2 frees buffers on gloo's threads, whose
+    frees the profiler does not see, so its CPU peaks come out high by a varying amount."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "peak_bytes"
+        multiprocessing.spawn(_ddp_rank, nprocs=world_size, join=True,
+                              args=(world_size, port, var_config, micro_batch_size, accumulation_steps, seed,
+                                    str(result)))
+        return int(result.read_text())
+
+
+def _ddp_rank(rank: int, world_size: int, port: int, var_config: VARConfig, micro_batch_size: int,
+              accumulation_steps: int, seed: int, result: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        device = torch.device("cpu")
+        torch.manual_seed(seed)
+        with CpuMemoryRecording() as recording:
+            var = build_var_for_step(var_config, "none", device)
+            model = DistributedDataParallel(var)
+            optimizer = build_optimizer(var, lr=1e-4)
+            micro_batches = _micro_batches(var_config, micro_batch_size, accumulation_steps, device,
+                                           seed + 1000 * rank)
+            training_step(var, optimizer, micro_batches, model=model)
+            with recording.region():
+                training_step(var, optimizer, micro_batches, model=model)
+        if rank == 0:
+            Path(result).write_text(str(recording.region_peak_bytes()))
+    finally:
+        torch.distributed.destroy_process_group()
 
 
 def measure_cuda_training_peak(var_config: VARConfig, micro_batch_size: int, autocast_dtype: torch.dtype | None,

@@ -12,7 +12,11 @@ from var_model import counting
 from var_model.config import PATCH_NUMS_256, VARConfig
 from var_model.errors import ConfigError
 from var_model.memory import PART_NAMES, choose_execution, format_bytes, training_memory
-from var_model.memory_measurement import CpuMemoryRecording, measure_cpu_training_peak
+from var_model.memory_measurement import (
+    CpuMemoryRecording,
+    measure_cpu_ddp_training_peak,
+    measure_cpu_training_peak,
+)
 
 STUDY = pathlib.Path(__file__).resolve().parents[2] / "studies" / "var_imagenet256.yaml"
 TOLERANCE = 0.15
@@ -266,3 +270,12 @@ def test_bad_execution_arguments_name_their_field(field, arguments):
     call.update(arguments)
     with pytest.raises(ConfigError, match=field):
         choose_execution(**call)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("config", "micro_batch_size"), [(tiny(4), 8), (tiny(4, width=256, num_heads=4), 2)])
+def test_plan_counts_ddp_gradient_buckets_as_measured_on_two_gloo_ranks(config, micro_batch_size):
+    measured = measure_cpu_ddp_training_peak(config, micro_batch_size, world_size=2)
+    plan = training_memory(config, micro_batch_size, "fp32", "none", shards=1, ddp=True, device="cpu")
+    error = plan.total_bytes / measured - 1
+    assert abs(error) <= TOLERANCE, f"plan {plan} vs measured {format_bytes(measured)}: {error:+.1%}"
