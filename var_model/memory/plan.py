@@ -104,7 +104,7 @@ class MemoryPlan:
     shards: int
     attention: str
     device: str
-    peak_moment: str  # "head backward" or "top block backward"
+    peak_moment: str  # the moment of the step whose parts these are (module docstring)
     total_bytes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -254,9 +254,9 @@ def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str
         "top block backward": (head_gradients, activations, f * N * V,
                                recompute + ffn_backward + library_workspace),
         # the last block the backward reaches: every other gradient allocated, activations
-        # down to the embeddings' and this block's (recomputed under checkpointing)
+        # down to the embeddings' (its input among them) and this block's (or its recompute)
         "first block backward": (all_gradients - -(-f * (P_block + counts["embeddings"]) // shards),
-                                 outside + (block if recompute == 0 else f * N * C), f * N * V,
+                                 outside + (block if recompute == 0 else 0), f * N * V,
                                  recompute + ffn_backward + library_workspace),
         "optimizer step": (all_gradients, batch, 0, optimizer_transient + library_workspace),
     }
