@@ -6,8 +6,10 @@ allocator reports every allocation and free to the profiler when `profile_memory
 order gives the live tensor bytes allocated since recording began; its maximum inside a
 `record_function` region is that region's peak. Only allocations made while recording are
 tracked (a free of an older tensor is not reported), so everything the step touches -- model,
-optimizer, batch -- is built inside the recording. CUDA: the caching allocator's own
-`max_memory_allocated`. Shape legend: B batch, L tokens, V codebook size.
+optimizer, batch -- is built inside the recording. The profiler reports only from threads it
+is enabled on: exact for a single-process step (tests/model/test_memory.py checks a known
+allocation to the byte), not for collectives that free buffers on gloo's own threads. CUDA:
+the caching allocator's own `max_memory_allocated`. Shape legend: B batch, L tokens.
 """
 
 from __future__ import annotations
