@@ -128,21 +128,25 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     if torch_device.type == "cuda":
         # the steady-state peak: after warm-up, so compilation's own allocations do not count
         torch.cuda.reset_peak_memory_stats(torch_device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
     synchronize()
     seconds = (time.perf_counter() - start) / steps
+    # CPU time of this process: on a shared machine it leaves out the time spent waiting for a
+    # core, so on CPU it is the steadier figure (it sums over threads: compare at equal threads)
+    cpu_seconds = (time.process_time() - start_cpu) / steps
     exact = counting.flops_per_image(config, training=True)
     six_nl = counting.six_n_l(config)
     images_per_second = batch / seconds
     result = {"depth": depth, "batch": batch, "params": counting.param_counts(config)["total"],
-                  "device_name": device_name(torch_device), "precision": dtype, "compile": compile,
-                  "attention": attention, "activation_checkpointing": activation_checkpointing,
-                  "image_size": image_size, "seconds_per_step": seconds, "set_up_seconds": start - set_up_start,
-                  "ms_per_image": 1000 * seconds / batch, "images_per_second": images_per_second,
-                  "flops_per_image": exact, "flops_per_image_6nl": six_nl,
-                  "achieved_flops": exact * images_per_second, "achieved_flops_6nl": six_nl * images_per_second}
+              "device_name": device_name(torch_device), "precision": dtype, "compile": compile,
+              "attention": attention, "activation_checkpointing": activation_checkpointing,
+              "image_size": image_size, "seconds_per_step": seconds, "cpu_seconds_per_step": cpu_seconds,
+              "set_up_seconds": start - set_up_start,
+              "ms_per_image": 1000 * seconds / batch, "images_per_second": images_per_second,
+              "flops_per_image": exact, "flops_per_image_6nl": six_nl,
+              "achieved_flops": exact * images_per_second, "achieved_flops_6nl": six_nl * images_per_second}
     if torch_device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(torch_device)
     peak = known_peak_tflops(torch_device)
@@ -167,15 +171,16 @@ def format_result(result: dict, device: str, dtype: str) -> str:
                f"{', activation checkpointing' if result.get('activation_checkpointing') else ''}")
     lines = [
         (f"VAR d{result['depth']} ({result['params'] / 1e6:.1f}M params), batch {result['batch']}, {device}, "
-        f"{dtype}, {choices}"),
+         f"{dtype}, {choices}"),
         f"  device: {result.get('device_name', device)}",
         (f"  train step (forward, backward, clip, AdamW): {result['ms_per_image']:.2f} ms/image, "
-        f"{result['images_per_second']:.2f} images/s"),
-        (f"  steady-state step: {1000 * result['seconds_per_step']:.1f} ms "
-        f"(set-up and warm-up before it: {result['set_up_seconds']:.1f} s)"),
+         f"{result['images_per_second']:.2f} images/s"),
+        (f"  steady-state step: {1000 * result['seconds_per_step']:.1f} ms wall, "
+         f"{1000 * result['cpu_seconds_per_step']:.1f} ms CPU "
+         f"(set-up and warm-up before it: {result['set_up_seconds']:.1f} s)"),
         f"  exact FLOPs/image (training): {result['flops_per_image']:.4e}; 6NL: {result['flops_per_image_6nl']:.4e}",
         (f"  achieved: {result['achieved_flops'] / 1e12:.3f} TFLOP/s exact "
-        f"({result['achieved_flops_6nl'] / 1e12:.3f} TFLOP/s by 6NL)"),
+         f"({result['achieved_flops_6nl'] / 1e12:.3f} TFLOP/s by 6NL)"),
     ]
     if "peak_memory_bytes" in result:
         lines.append(f"  peak memory allocated: {result['peak_memory_bytes'] / 1e9:.2f} GB")

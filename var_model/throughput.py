@@ -32,9 +32,9 @@ FILE_VERSION = 1
 KEY_FIELDS = ("device_name", "depth", "image_size", "precision", "compile", "attention", "micro_batch",
               "activation_checkpointing")
 # the JSON type each field must have (bool is checked apart: it is an int subclass in Python)
-FIELD_TYPES = {"device_name": str, "depth": int, "image_size": int, "precision": str, "compile": bool, "attention": str,
-                   "micro_batch": int, "activation_checkpointing": bool, "flops_per_second": float,
-                   "images_per_second": float}
+FIELD_TYPES = {"device_name": str, "depth": int, "image_size": int, "precision": str, "compile": bool,
+               "attention": str, "micro_batch": int, "activation_checkpointing": bool,
+               "flops_per_second": float, "images_per_second": float}
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class ThroughputTable:
             raise ConfigError(f"throughput file {self.source} was measured on {self.device_names()}, "
                               f"not on {device_name!r}: measure this device with `varscale bench --save`")
         wanted = {"image_size": image_size, "precision": precision, "compile": compile, "attention": attention,
-                      "activation_checkpointing": activation_checkpointing}
+                  "activation_checkpointing": activation_checkpointing}
         if micro_batch is not None:
             wanted["micro_batch"] = micro_batch
         matching = [record for record in on_device
@@ -169,7 +169,7 @@ def save_record(path: str | os.PathLike, record: ThroughputRecord) -> None:
     records = [old for old in records if old.key != record.key] + [record]
     records.sort(key=lambda r: r.key)  # a stable order: reruns give small diffs
     data = {"format": FILE_FORMAT, "version": FILE_VERSION,
-                "records": [dataclasses.asdict(r) for r in records]}
+            "records": [dataclasses.asdict(r) for r in records]}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(data, indent=1) + "\n")

@@ -116,9 +116,10 @@ def test_flex_forward_equals_sdpa_on_cpu_all_cases(patch_nums, attn_l2_norm):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("patch_nums", [DEBUG_PATCH_NUMS, PATCH_NUMS_256], ids=["debug", "256px"])
 @pytest.mark.parametrize("attn_l2_norm", [True, False], ids=["l2norm", "plain"])
-def test_flex_forward_and_backward_equal_sdpa_on_cuda(patch_nums, attn_l2_norm):
+def test_flex_forward_and_backward_equal_sdpa_on_cuda(patch_nums, attn_l2_norm, monkeypatch):
     """The training path: FlexAttention has a backward on CUDA (not on CPU in torch 2.13)."""
-    torch.backends.cuda.matmul.allow_tf32 = False  # float32 matmuls, so the tolerance can be tight
+    # true float32 matmuls (no TF32), so the tolerance can be tight
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     var = _tiny_var(patch_nums, attn_l2_norm, drop_path_rate=0.0, class_dropout=0.0).cuda()
     inputs = _inputs(var, device="cuda")
     gradients = {}

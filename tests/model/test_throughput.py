@@ -19,9 +19,9 @@ DEVICE = "NVIDIA H200"
 
 
 def _record(depth: int, flops: float, micro_batch: int = 32, device_name: str = DEVICE, **fields) -> ThroughputRecord:
-    values = {"device_name": device_name, "depth": depth, "image_size": 256, "precision": "bfloat16", "compile": True,
-                  "attention": "flex", "micro_batch": micro_batch, "activation_checkpointing": False,
-                  "flops_per_second": flops, "images_per_second": flops / 1e12}
+    values = {"device_name": device_name, "depth": depth, "image_size": 256, "precision": "bfloat16",
+              "compile": True, "attention": "flex", "micro_batch": micro_batch, "activation_checkpointing": False,
+              "flops_per_second": flops, "images_per_second": flops / 1e12}
     values.update(fields)
     return ThroughputRecord(**values)
 
