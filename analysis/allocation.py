@@ -6,6 +6,7 @@ With L(N, D) = E + A/N^alpha + B/D^beta, minimising L at fixed C = 6ND gives
 Substituting, L_opt(C) = E + (A G^-alpha + B G^beta) (C/6)^-gamma with gamma = alpha beta / (alpha + beta),
 which inverts in closed form to the compute that reaches a target loss.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -55,8 +56,9 @@ def compute_optimal_allocation(fit: ChinchillaFit, compute) -> Allocation:
     parameter_tokens = compute / FLOPS_PER_PARAMETER_TOKEN
     N_opt = G * parameter_tokens ** (fit.beta / exponent_sum)
     D_opt = parameter_tokens ** (fit.alpha / exponent_sum) / G
-    return Allocation(compute=compute, N_opt=N_opt, D_opt=D_opt, tokens_per_parameter=D_opt / N_opt,
-                      loss=fit.predict(N_opt, D_opt))
+    return Allocation(
+        compute=compute, N_opt=N_opt, D_opt=D_opt, tokens_per_parameter=D_opt / N_opt, loss=fit.predict(N_opt, D_opt)
+    )
 
 
 def compute_for_loss(fit: ChinchillaFit | PowerLawFit, loss) -> np.ndarray:

@@ -8,6 +8,7 @@ Why runs: checkpoints of one run are not independent draws; resampling them unde
 `bootstrap_chinchilla` is the fast path for the Chinchilla fit: all resamples are one batched
 L-BFGS whose per-problem weights are the resample counts, started from the full-data optimum.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
@@ -41,8 +42,11 @@ class BootstrapResult:
 
     def to_dict(self) -> dict:
         return {
-            "estimate": self.estimate, "intervals": {k: list(v) for k, v in self.intervals.items()},
-            "confidence": self.confidence, "n_resamples": self.n_resamples, "n_failed": self.n_failed,
+            "estimate": self.estimate,
+            "intervals": {k: list(v) for k, v in self.intervals.items()},
+            "confidence": self.confidence,
+            "n_resamples": self.n_resamples,
+            "n_failed": self.n_failed,
             "seed": self.seed,
             "prediction_intervals": None if self.prediction_intervals is None else self.prediction_intervals.tolist(),
             "options": self.options,
@@ -58,16 +62,20 @@ def _validate(n_resamples: int, confidence: float) -> None:
 
 def percentile_intervals(samples: pd.DataFrame, confidence: float) -> dict[str, tuple[float, float]]:
     tail = 100 * (1 - confidence) / 2
-    return {name: (float(np.nanpercentile(column, tail)), float(np.nanpercentile(column, 100 - tail)))
-            for name, column in samples.items()}
+    return {
+        name: (float(np.nanpercentile(column, tail)), float(np.nanpercentile(column, 100 - tail)))
+        for name, column in samples.items()
+    }
 
 
 def _prediction_intervals(prediction_samples, confidence):
     if prediction_samples is None:
         return None
     tail = 100 * (1 - confidence) / 2
-    return np.stack([np.nanpercentile(prediction_samples, tail, axis=0),
-                     np.nanpercentile(prediction_samples, 100 - tail, axis=0)], axis=1)
+    return np.stack(
+        [np.nanpercentile(prediction_samples, tail, axis=0), np.nanpercentile(prediction_samples, 100 - tail, axis=0)],
+        axis=1,
+    )
 
 
 def _group_rows(groups, n_rows: int) -> list[np.ndarray]:
@@ -139,12 +147,20 @@ def bootstrap_fit(
     samples = pd.DataFrame.from_records(records)
     prediction_samples = np.stack(predictions) if predictions else None
     return BootstrapResult(
-        estimate=estimate, samples=samples, intervals=percentile_intervals(samples, confidence),
-        confidence=confidence, n_resamples=n_resamples, n_failed=n_failed, seed=seed,
+        estimate=estimate,
+        samples=samples,
+        intervals=percentile_intervals(samples, confidence),
+        confidence=confidence,
+        n_resamples=n_resamples,
+        n_failed=n_failed,
+        seed=seed,
         prediction_samples=prediction_samples,
         prediction_intervals=_prediction_intervals(prediction_samples, confidence),
-        options={"fit_function": getattr(fit_function, "__name__", str(fit_function)),
-                 "resample_unit": "run" if groups is not None else "row", **fit_options},
+        options={
+            "fit_function": getattr(fit_function, "__name__", str(fit_function)),
+            "resample_unit": "run" if groups is not None else "row",
+            **fit_options,
+        },
     )
 
 
@@ -199,21 +215,39 @@ def bootstrap_chinchilla(
         estimate.update(derived(fit))
     prediction_samples = np.stack(predictions) if predictions else None
     return BootstrapResult(
-        estimate=estimate, samples=samples, intervals=percentile_intervals(samples, confidence),
-        confidence=confidence, n_resamples=n_resamples, n_failed=int((~ok).sum()), seed=seed,
+        estimate=estimate,
+        samples=samples,
+        intervals=percentile_intervals(samples, confidence),
+        confidence=confidence,
+        n_resamples=n_resamples,
+        n_failed=int((~ok).sum()),
+        seed=seed,
         prediction_samples=prediction_samples,
         prediction_intervals=_prediction_intervals(prediction_samples, confidence),
-        options={"fit_function": "fit_chinchilla", "huber_delta": huber_delta,
-                 "resample_unit": "run" if groups is not None else "row",
-                 "start": "full-data optimum"},
+        options={
+            "fit_function": "fit_chinchilla",
+            "huber_delta": huber_delta,
+            "resample_unit": "run" if groups is not None else "row",
+            "start": "full-data optimum",
+        },
     )
 
 
 def _parameters_only_fit(template: ChinchillaFit, a, b, e, alpha, beta) -> ChinchillaFit:
     return ChinchillaFit(
-        A=float(np.exp(a)), B=float(np.exp(b)), E=float(np.exp(e)), alpha=float(alpha), beta=float(beta),
-        objective=float("nan"), n_points=template.n_points, converged=True, status="bootstrap resample",
-        n_starts=1, n_starts_converged=1, n_starts_at_best=1, best_start=tuple(template.log_parameters()),
+        A=float(np.exp(a)),
+        B=float(np.exp(b)),
+        E=float(np.exp(e)),
+        alpha=float(alpha),
+        beta=float(beta),
+        objective=float("nan"),
+        n_points=template.n_points,
+        converged=True,
+        status="bootstrap resample",
+        n_starts=1,
+        n_starts_converged=1,
+        n_starts_at_best=1,
+        best_start=tuple(template.log_parameters()),
         options=template.options,
     )
 
@@ -225,8 +259,10 @@ def prediction_band(fit, bootstrap: BootstrapResult, *inputs) -> np.ndarray:
     ChinchillaFit): each sample row is substituted into a copy of the fit."""
     field_names = {item.name for item in fields(fit)}
     columns = [name for name in bootstrap.samples.columns if name in field_names]
-    predictions = np.stack([
-        np.atleast_1d(replace(fit, **{name: float(row[name]) for name in columns}).predict(*inputs))
-        for _, row in bootstrap.samples[columns].iterrows()
-    ])
+    predictions = np.stack(
+        [
+            np.atleast_1d(replace(fit, **{name: float(row[name]) for name in columns}).predict(*inputs))
+            for _, row in bootstrap.samples[columns].iterrows()
+        ]
+    )
     return _prediction_intervals(predictions, bootstrap.confidence)

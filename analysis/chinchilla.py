@@ -10,6 +10,7 @@ paper's mistake), by L-BFGS with analytic gradients from a grid of starts, keepi
 starts run together in a batched L-BFGS (analysis.lbfgs); the best one is then polished with
 scipy's L-BFGS-B at tight tolerances.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,8 +43,13 @@ class StartGrid:
                 raise FitError(f"StartGrid.{name} must be a non-empty tuple of finite numbers, got {values!r}")
 
     def values(self) -> dict[str, tuple[float, ...]]:
-        return {"a": self.a_values, "b": self.b_values, "e": self.e_values,
-                "alpha": self.alpha_values, "beta": self.beta_values}
+        return {
+            "a": self.a_values,
+            "b": self.b_values,
+            "e": self.e_values,
+            "alpha": self.alpha_values,
+            "beta": self.beta_values,
+        }
 
     def points(self) -> np.ndarray:
         """All starts, shape (S, 5) in PARAMETER_NAMES order."""
@@ -147,16 +153,24 @@ class ChinchillaFit:
         return np.array([np.log(self.A), np.log(self.B), np.log(self.E), self.alpha, self.beta])
 
     def parameters(self) -> dict[str, float]:
-        return {"A": self.A, "B": self.B, "E": self.E, "alpha": self.alpha, "beta": self.beta,
-                "n_exponent": self.n_exponent, "d_exponent": self.d_exponent}
+        return {
+            "A": self.A,
+            "B": self.B,
+            "E": self.E,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "n_exponent": self.n_exponent,
+            "d_exponent": self.d_exponent,
+        }
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def prepare_chinchilla_inputs(N, D, loss):
-    N, D, loss = clean_inputs(("N", "D", "loss"), N, D, loss, positive=True, n_parameters=5,
-                              fit_name="Chinchilla L(N, D) fit")
+    N, D, loss = clean_inputs(
+        ("N", "D", "loss"), N, D, loss, positive=True, n_parameters=5, fit_name="Chinchilla L(N, D) fit"
+    )
     return np.log(N), np.log(D), np.log(loss)
 
 
@@ -192,8 +206,11 @@ def fit_chinchilla(
     converged = bool(batch.converged_S[best_row])
     if polish:
         polished = optimize.minimize(
-            lambda x: tuple(value[0] for value in objective(x[None, :], None)), best_x, jac=True,
-            method="L-BFGS-B", options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12},
+            lambda x: tuple(value[0] for value in objective(x[None, :], None)),
+            best_x,
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 10_000, "ftol": 1e-15, "gtol": 1e-12},
         )
         if polished.fun < best_f:
             best_x, best_f = polished.x, float(polished.fun)
@@ -206,13 +223,27 @@ def fit_chinchilla(
     warnings = _grid_warnings(grid, starts_SP, batch, at_best, best_row, best_x)
     a, b, e, alpha, beta = (float(value) for value in best_x)
     return ChinchillaFit(
-        A=float(np.exp(a)), B=float(np.exp(b)), E=float(np.exp(e)), alpha=alpha, beta=beta,
-        objective=best_f, n_points=len(log_loss), converged=converged, status=status,
-        n_starts=len(starts_SP), n_starts_converged=int(batch.converged_S.sum()),
-        n_starts_at_best=int(at_best.sum()), best_start=tuple(float(v) for v in starts_SP[best_row]),
+        A=float(np.exp(a)),
+        B=float(np.exp(b)),
+        E=float(np.exp(e)),
+        alpha=alpha,
+        beta=beta,
+        objective=best_f,
+        n_points=len(log_loss),
+        converged=converged,
+        status=status,
+        n_starts=len(starts_SP),
+        n_starts_converged=int(batch.converged_S.sum()),
+        n_starts_at_best=int(at_best.sum()),
+        best_start=tuple(float(v) for v in starts_SP[best_row]),
         warnings=tuple(warnings),
-        options={"huber_delta": huber_delta, "reduction": "sum", "max_iterations": max_iterations,
-                 "polish": polish, "grid": {name: list(v) for name, v in grid.values().items()}},
+        options={
+            "huber_delta": huber_delta,
+            "reduction": "sum",
+            "max_iterations": max_iterations,
+            "polish": polish,
+            "grid": {name: list(v) for name, v in grid.values().items()},
+        },
     )
 
 
@@ -228,13 +259,16 @@ def _grid_warnings(grid, starts_SP, batch, at_best, best_row, best_x) -> list[st
     for column, name in enumerate(PARAMETER_NAMES):
         low, high = min(values[name]), max(values[name])
         if len(values[name]) > 1 and not (low <= best_x[column] <= high):
-            warnings.append(f"fitted {name}={best_x[column]:.4g} lies outside the start grid [{low}, {high}]; "
-                            "widen the grid to check it covers the optimum")
-        edge_only = at_best.any() and np.all(
-            (starts_SP[at_best, column] == low) | (starts_SP[at_best, column] == high))
+            warnings.append(
+                f"fitted {name}={best_x[column]:.4g} lies outside the start grid [{low}, {high}]; "
+                "widen the grid to check it covers the optimum"
+            )
+        edge_only = at_best.any() and np.all((starts_SP[at_best, column] == low) | (starts_SP[at_best, column] == high))
         if len(values[name]) > 2 and edge_only:
-            warnings.append(f"every start reaching the best objective has {name} on the grid edge "
-                            f"({low} or {high}); the grid may not cover the best basin")
+            warnings.append(
+                f"every start reaching the best objective has {name} on the grid edge "
+                f"({low} or {high}); the grid may not cover the best basin"
+            )
     if batch.iterations_S[best_row] == 0 or np.allclose(best_x, starts_SP[best_row], rtol=0, atol=1e-10):
         warnings.append("the optimiser stopped at its start point: the result is the start, not a fit")
     return warnings

@@ -1,5 +1,6 @@
 """Extrapolation check: fit on the smaller models (or budgets) only, predict the held-out largest,
 report the relative error. A law that cannot predict a held-out point is weak, whatever its r."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,10 +23,14 @@ class ExtrapolationResult:
     mean_absolute_relative_error: float
 
     def to_dict(self) -> dict:
-        return {"held_out_rows": self.held_out_rows.tolist(), "held_out_x": self.held_out_x.tolist(),
-                "actual": self.actual.tolist(), "predicted": self.predicted.tolist(),
-                "relative_error": self.relative_error.tolist(),
-                "mean_absolute_relative_error": self.mean_absolute_relative_error}
+        return {
+            "held_out_rows": self.held_out_rows.tolist(),
+            "held_out_x": self.held_out_x.tolist(),
+            "actual": self.actual.tolist(),
+            "predicted": self.predicted.tolist(),
+            "relative_error": self.relative_error.tolist(),
+            "mean_absolute_relative_error": self.mean_absolute_relative_error,
+        }
 
 
 def extrapolation_check(
@@ -59,7 +64,11 @@ def extrapolation_check(
     actual = target[mask]
     relative_error = (predicted - actual) / actual
     return ExtrapolationResult(
-        fit=fit, held_out_rows=np.flatnonzero(mask), held_out_x=arrays[holdout_column][mask],
-        actual=actual, predicted=predicted, relative_error=relative_error,
+        fit=fit,
+        held_out_rows=np.flatnonzero(mask),
+        held_out_x=arrays[holdout_column][mask],
+        actual=actual,
+        predicted=predicted,
+        relative_error=relative_error,
         mean_absolute_relative_error=float(np.mean(np.abs(relative_error))),
     )

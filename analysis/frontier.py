@@ -7,6 +7,7 @@ to it is the paper's L(C_min); the model sizes on it give N_opt(C).
 Caveat (SCALING_METHODS.md): mid-run points of a long cosine schedule overestimate the loss of a
 run trained to that length; prefer final points or checkpoints after a cooldown.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.errors import DataError, FitError
+from analysis.extrapolation import ExtrapolationResult
 from analysis.power_law import PFLOP, PowerLawFit, fit_power_law
 
 REQUIRED_CURVE_COLUMNS = ("trial_key", "metric", "step", "value")
 
 
-def compute_frontier(curves: pd.DataFrame, metric: str = "test_loss_last", compute_column: str = "flops") -> pd.DataFrame:
+def compute_frontier(
+    curves: pd.DataFrame, metric: str = "test_loss_last", compute_column: str = "flops"
+) -> pd.DataFrame:
     """Pareto points of `metric` against `compute_column`, sorted by compute, one row per point kept
     (with its trial_key, step and any other columns of the curve rows, e.g. params_total)."""
     missing = [column for column in (*REQUIRED_CURVE_COLUMNS, compute_column) if column not in curves.columns]
@@ -79,9 +83,14 @@ def fit_frontier(
     n_opt_law = None
     if "params_total" in frontier.columns and frontier["params_total"].nunique() >= 2:
         n_opt_law = fit_power_law(frontier[compute_column], frontier["params_total"], form="var")
-    return FrontierFit(frontier=frontier, law=law, n_opt_law=n_opt_law, metric=metric,
-                       n_trials_on_frontier=int(frontier["trial_key"].nunique()),
-                       options={"metric": metric, "compute_column": compute_column, **options})
+    return FrontierFit(
+        frontier=frontier,
+        law=law,
+        n_opt_law=n_opt_law,
+        metric=metric,
+        n_trials_on_frontier=int(frontier["trial_key"].nunique()),
+        options={"metric": metric, "compute_column": compute_column, **options},
+    )
 
 
 def frontier_extrapolation_check(
@@ -94,22 +103,25 @@ def frontier_extrapolation_check(
 
     The largest model is the one with the most params_total (or, without that column, the trial
     that used the most compute)."""
-    from analysis.extrapolation import ExtrapolationResult  # local: extrapolation is the generic module
-
     points = curves[curves["metric"] == metric].dropna(subset=["value", compute_column])
     size_column = "params_total" if "params_total" in points.columns else compute_column
     sizes = points.groupby("trial_key")[size_column].max()
     held_out = sizes.index[sizes == sizes.max()]
     if len(held_out) == len(sizes):
         raise FitError("every run has the same size: nothing smaller to fit the frontier on")
-    fit = fit_frontier(curves[~curves["trial_key"].isin(held_out)], metric=metric,
-                       compute_column=compute_column, **fit_options)
+    fit = fit_frontier(
+        curves[~curves["trial_key"].isin(held_out)], metric=metric, compute_column=compute_column, **fit_options
+    )
     finals = points[points["trial_key"].isin(held_out)].sort_values(compute_column).groupby("trial_key").tail(1)
     actual = finals["value"].to_numpy()
     predicted = fit.predict(finals[compute_column].to_numpy())
     relative_error = (predicted - actual) / actual
     return ExtrapolationResult(
-        fit=fit, held_out_rows=finals.index.to_numpy(), held_out_x=finals[compute_column].to_numpy(),
-        actual=actual, predicted=predicted, relative_error=relative_error,
+        fit=fit,
+        held_out_rows=finals.index.to_numpy(),
+        held_out_x=finals[compute_column].to_numpy(),
+        actual=actual,
+        predicted=predicted,
+        relative_error=relative_error,
         mean_absolute_relative_error=float(np.mean(np.abs(relative_error))),
     )

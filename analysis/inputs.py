@@ -1,5 +1,6 @@
 """Validation of the arrays handed to fits: every fit goes through here so bad input fails the same
 way, naming what is wrong, instead of producing NaN parameters."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ def as_float_arrays(names: tuple[str, ...], *values) -> tuple[np.ndarray, ...]:
         if array.ndim != 1:
             raise DataError(f"{name} must be one-dimensional, got shape {array.shape}")
         arrays.append(array)
-    lengths = {name: len(array) for name, array in zip(names, arrays)}
+    lengths = {name: len(array) for name, array in zip(names, arrays, strict=True)}
     if len(set(lengths.values())) > 1:
         raise DataError(f"inputs must have one common length, got lengths {lengths}")
     return tuple(arrays)
@@ -28,7 +29,7 @@ def as_float_arrays(names: tuple[str, ...], *values) -> tuple[np.ndarray, ...]:
 
 def reject_nan_rows(names: tuple[str, ...], arrays: tuple[np.ndarray, ...]) -> None:
     """NaN or infinite rows are an error, not something to drop silently: the caller decides."""
-    for name, array in zip(names, arrays):
+    for name, array in zip(names, arrays, strict=True):
         bad = ~np.isfinite(array)
         if bad.any():
             rows = np.flatnonzero(bad)[:10].tolist()
@@ -39,7 +40,7 @@ def reject_nan_rows(names: tuple[str, ...], arrays: tuple[np.ndarray, ...]) -> N
 
 
 def require_positive(names: tuple[str, ...], arrays: tuple[np.ndarray, ...], why: str) -> None:
-    for name, array in zip(names, arrays):
+    for name, array in zip(names, arrays, strict=True):
         bad = array <= 0
         if bad.any():
             rows = np.flatnonzero(bad)[:10].tolist()

@@ -6,6 +6,7 @@ to a narrow or off-centre grid of sizes is biased (Besiroglu et al. 2024 discuss
 always carries that warning, plus specific ones for budgets whose minimum lies outside, or in the
 outermost interval of, the sizes actually trained.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,8 +50,12 @@ class IsoFlopFit:
         return self.d_opt_law.predict(compute)
 
     def parameters(self) -> dict[str, float]:
-        return {"n_exponent": self.n_exponent, "d_exponent": self.d_exponent,
-                "n_coefficient": self.n_opt_law.beta, "r": self.n_opt_law.r}
+        return {
+            "n_exponent": self.n_exponent,
+            "d_exponent": self.d_exponent,
+            "n_coefficient": self.n_opt_law.beta,
+            "r": self.n_opt_law.r,
+        }
 
 
 def _budget_labels(compute: np.ndarray, relative_tolerance: float) -> np.ndarray:
@@ -70,8 +75,9 @@ def fit_isoflop(N, C, loss, budget=None, relative_tolerance: float = 0.05) -> Is
     """N, C, loss: one row per run (parameters, training FLOPs, final loss).
     budget: optional budget label per run (e.g. the study's nominal FLOP budget); when None, runs
     whose computes agree within relative_tolerance form one budget."""
-    N, C, loss = clean_inputs(("N", "C", "loss"), N, C, loss, positive=True, n_parameters=6,
-                              fit_name="IsoFLOP fit (2 budgets x 3 sizes)")
+    N, C, loss = clean_inputs(
+        ("N", "C", "loss"), N, C, loss, positive=True, n_parameters=6, fit_name="IsoFLOP fit (2 budgets x 3 sizes)"
+    )
     labels = _budget_labels(C, relative_tolerance) if budget is None else pd.factorize(np.asarray(budget))[0]
     rows, skipped = [], []
     for label in np.unique(labels):
@@ -94,24 +100,35 @@ def fit_isoflop(N, C, loss, budget=None, relative_tolerance: float = 0.05) -> Is
         else:
             position = "inside"
         N_opt = float(np.exp(log_N_opt))
-        rows.append({"compute": compute, "n_points": int(members.sum()), "N_opt": N_opt,
-                     "D_opt": compute / (6 * N_opt),
-                     "loss_at_opt": float(np.exp(constant + linear * log_N_opt + curvature * log_N_opt**2)),
-                     "N_min": float(np.exp(sorted_log_N[0])), "N_max": float(np.exp(sorted_log_N[-1])),
-                     "minimum_position": position})
+        rows.append(
+            {
+                "compute": compute,
+                "n_points": int(members.sum()),
+                "N_opt": N_opt,
+                "D_opt": compute / (6 * N_opt),
+                "loss_at_opt": float(np.exp(constant + linear * log_N_opt + curvature * log_N_opt**2)),
+                "N_min": float(np.exp(sorted_log_N[0])),
+                "N_max": float(np.exp(sorted_log_N[-1])),
+                "minimum_position": position,
+            }
+        )
     budgets = pd.DataFrame.from_records(rows)
     if len(budgets) < 2:
-        raise FitError(f"IsoFLOP needs at least 2 budgets with a parabola minimum; got {len(budgets)}. "
-                       f"Skipped: {skipped}")
+        raise FitError(
+            f"IsoFLOP needs at least 2 budgets with a parabola minimum; got {len(budgets)}. Skipped: {skipped}"
+        )
     warnings = [GRID_BIAS_WARNING] + [f"skipped {reason}" for reason in skipped]
     for row in budgets.itertuples():
         if row.minimum_position != "inside":
-            warnings.append(f"budget {row.compute:.3g} FLOPs: minimum N={row.N_opt:.3g} lies "
-                            f"{row.minimum_position} [{row.N_min:.3g}, {row.N_max:.3g}]; its N_opt is extrapolated")
+            warnings.append(
+                f"budget {row.compute:.3g} FLOPs: minimum N={row.N_opt:.3g} lies "
+                f"{row.minimum_position} [{row.N_min:.3g}, {row.N_max:.3g}]; its N_opt is extrapolated"
+            )
     return IsoFlopFit(
         budgets=budgets,
         n_opt_law=fit_power_law(budgets["compute"], budgets["N_opt"], form="var"),
         d_opt_law=fit_power_law(budgets["compute"], budgets["D_opt"], form="var"),
-        n_points=len(N), warnings=tuple(warnings),
+        n_points=len(N),
+        warnings=tuple(warnings),
         options={"relative_tolerance": relative_tolerance, "budget_labels_given": budget is not None},
     )

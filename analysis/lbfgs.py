@@ -11,6 +11,7 @@ be selected). Line search: backtracking Armijo (c1 = 1e-4) with step halving; a 
 the history only when s.y > 1e-10 s.s, which keeps the inverse-Hessian estimate positive definite
 and bounded; a failed line search restarts from steepest descent before giving up.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -130,7 +131,9 @@ def batched_lbfgs(
         updated = moved[curvature_ok]
         # Shift the history left and put the newest pair in the last slot.
         s_SMP[updated, :-1], y_SMP[updated, :-1], rho_SM[updated, :-1] = (
-            s_SMP[updated, 1:], y_SMP[updated, 1:], rho_SM[updated, 1:],
+            s_SMP[updated, 1:],
+            y_SMP[updated, 1:],
+            rho_SM[updated, 1:],
         )
         s_SMP[updated, -1], y_SMP[updated, -1] = s_AP[curvature_ok], y_AP[curvature_ok]
         rho_SM[updated, -1] = 1.0 / sy[curvature_ok]
@@ -150,6 +153,10 @@ def batched_lbfgs(
         active[rows[stopped]] = False
 
     return BatchedMinimum(
-        x_SP=x_SP, f_S=f_S, gradient_norm_S=np.abs(g_SP).max(axis=1), iterations_S=iterations_S,
-        converged_S=np.isin(stop_reason_S, ("gtol", "ftol")), stop_reason_S=stop_reason_S.astype(str),
+        x_SP=x_SP,
+        f_S=f_S,
+        gradient_norm_S=np.abs(g_SP).max(axis=1),
+        iterations_S=iterations_S,
+        converged_S=np.isin(stop_reason_S, ("gtol", "ftol")),
+        stop_reason_S=stop_reason_S.astype(str),
     )

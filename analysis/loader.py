@@ -12,27 +12,44 @@ checkpointing, then a resume) keeps its last-logged value.
 Units: `flops` is the trainer's exact count (final_flops); `flops_6nd` = 6 * params_total * tokens is
 the usual approximation, kept beside it for comparison (for VAR it is off by up to ~40%).
 """
+
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from analysis.errors import DataError, StudyNotFoundError
+from analysis.mlflow_schema import (
+    COMPLETED,
+    COUNTERS,
+    FAILED,
+    FINAL_METRICS,
+    FINAL_PREFIX,
+    FLOAT_PARAMS,
+    INTEGER_PARAMS,
+    KIND_TAG,
+    PER_SCALE_METRIC_PATTERN,
+    RUNNING,
+    STATUS_TAG,
+    STRING_PARAMS,
+    STUDY_KIND,
+    TRIAL_KEY_TAG,
+    TRIAL_KIND,
+    redact_uri,
+)
 
-INTEGER_PARAMS = ("depth", "width", "heads", "params_total", "params_per_token", "flops_per_image",
-                  "flops_per_image_6n", "steps", "batch_size", "seed")
-FLOAT_PARAMS = ("budget_value", "lr", "base_lr")
-STRING_PARAMS = ("budget_kind", "schedule", "git_revision")
-COUNTERS = ("images", "tokens", "flops")
-FINAL_METRICS = ("test_loss_avg", "test_loss_last", "test_error_avg", "test_error_last")
-PER_SCALE_PATTERN = re.compile(r"test_(loss|error)_scale_\d\d")
-FIT_STATUSES = ("completed",)  # failed / diverged / running trials are kept but not fitted by default
-RUN_STATUS_TO_TRIAL_STATUS = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "failed",
-                              "RUNNING": "running", "SCHEDULED": "running"}
+PER_SCALE_PATTERN = re.compile(PER_SCALE_METRIC_PATTERN)
+FIT_STATUSES = (COMPLETED,)  # failed / diverged / running trials are kept but not fitted by default
+RUN_STATUS_TO_TRIAL_STATUS = {
+    "FINISHED": COMPLETED,
+    "FAILED": FAILED,
+    "KILLED": FAILED,
+    "RUNNING": RUNNING,
+    "SCHEDULED": RUNNING,
+}
 
 
 @dataclass(frozen=True)
@@ -82,17 +99,6 @@ def _cast_columns(trials: pd.DataFrame) -> pd.DataFrame:
     return trials
 
 
-def _without_credentials(uri: str) -> str:
-    """The URI without user:password, for messages (analysis may not import orchestration)."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None:
-        return uri
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-
-
 def _search_all(client, experiment_id: str, filter_string: str) -> list:
     runs, token = [], None
     while True:
@@ -105,28 +111,37 @@ def _search_all(client, experiment_id: str, filter_string: str) -> list:
 
 def _trial_row(study: str, run) -> dict:
     tags, metrics = run.data.tags, run.data.metrics
-    status = tags.get("varscale.status") or RUN_STATUS_TO_TRIAL_STATUS.get(run.info.status, "unknown")
-    row = {"study": study, "trial_key": tags.get("varscale.trial_key", run.info.run_name),
-           "run_id": run.info.run_id, "run_name": run.info.run_name, "status": status,
-           "run_status": run.info.status, "start_time": run.info.start_time}
+    status = tags.get(STATUS_TAG) or RUN_STATUS_TO_TRIAL_STATUS.get(run.info.status, "unknown")
+    row = {
+        "study": study,
+        "trial_key": tags.get(TRIAL_KEY_TAG, run.info.run_name),
+        "run_id": run.info.run_id,
+        "run_name": run.info.run_name,
+        "status": status,
+        "run_status": run.info.status,
+        "start_time": run.info.start_time,
+    }
     row.update({name: _cast_param(name, value) for name, value in run.data.params.items()})
     # Finals first; a run that never finished falls back to the latest logged value.
     for name in (*COUNTERS, *FINAL_METRICS):
-        row[name] = metrics.get(f"final_{name}", metrics.get(name, np.nan))
+        row[name] = metrics.get(f"{FINAL_PREFIX}{name}", metrics.get(name, np.nan))
     # Per-scale finals (final_test_loss_scale_KK, final_test_error_scale_KK) when the trainer logged
     # them, else the latest eval of that scale.
-    per_scale = {name.removeprefix("final_") for name in metrics
-                 if PER_SCALE_PATTERN.fullmatch(name.removeprefix("final_"))}
+    per_scale = {
+        name.removeprefix(FINAL_PREFIX)
+        for name in metrics
+        if PER_SCALE_PATTERN.fullmatch(name.removeprefix(FINAL_PREFIX))
+    }
     for name in sorted(per_scale):
-        row[name] = metrics.get(f"final_{name}", metrics.get(name, np.nan))
+        row[name] = metrics.get(f"{FINAL_PREFIX}{name}", metrics.get(name, np.nan))
     return row
 
 
 def _histories(client, trials: pd.DataFrame, runs_by_id: dict, metrics: tuple[str, ...] | None) -> pd.DataFrame:
     records = []
-    for run_id, trial_key in zip(trials["run_id"], trials["trial_key"]):
+    for run_id, trial_key in zip(trials["run_id"], trials["trial_key"], strict=True):
         logged = runs_by_id[run_id].data.metrics
-        keys = [key for key in logged if not key.startswith("final_")]
+        keys = [key for key in logged if not key.startswith(FINAL_PREFIX)]
         if metrics is not None:
             keys = [key for key in keys if key in metrics or key in COUNTERS]
         for key in keys:
@@ -136,9 +151,13 @@ def _histories(client, trials: pd.DataFrame, runs_by_id: dict, metrics: tuple[st
     history = pd.DataFrame.from_records(records, columns=columns)
     # A resumed run may re-log a step: keep the value logged last.
     history = history.sort_values("timestamp", kind="mergesort").drop_duplicates(
-        ["run_id", "metric", "step"], keep="last")
-    counters = history[history["metric"].isin(COUNTERS)].pivot_table(
-        index=["run_id", "step"], columns="metric", values="value", aggfunc="last").reset_index()
+        ["run_id", "metric", "step"], keep="last"
+    )
+    counters = (
+        history[history["metric"].isin(COUNTERS)]
+        .pivot_table(index=["run_id", "step"], columns="metric", values="value", aggfunc="last")
+        .reset_index()
+    )
     for name in COUNTERS:
         if name not in counters:
             counters[name] = np.nan
@@ -147,15 +166,22 @@ def _histories(client, trials: pd.DataFrame, runs_by_id: dict, metrics: tuple[st
         curves = curves.assign(**{name: np.nan for name in COUNTERS})
     else:
         # Counters at the same step, or the latest earlier step when an eval was logged alone.
-        curves = pd.merge_asof(curves.sort_values("step"), counters[["run_id", "step", *COUNTERS]].sort_values("step"),
-                               on="step", by="run_id", direction="backward")
-    curves = curves.merge(trials[["run_id", *[c for c in ("depth", "params_total") if c in trials]]],
-                          on="run_id", how="left")
+        curves = pd.merge_asof(
+            curves.sort_values("step"),
+            counters[["run_id", "step", *COUNTERS]].sort_values("step"),
+            on="step",
+            by="run_id",
+            direction="backward",
+        )
+    curves = curves.merge(
+        trials[["run_id", *[c for c in ("depth", "params_total") if c in trials]]], on="run_id", how="left"
+    )
     return curves.sort_values(["trial_key", "metric", "step"]).reset_index(drop=True)
 
 
-def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, ...] | None = None,
-               load_curves: bool = True) -> StudyFrame:
+def load_study(
+    study: str, tracking_uri: str | None = None, metrics: tuple[str, ...] | None = None, load_curves: bool = True
+) -> StudyFrame:
     """Loads the trials (and, unless load_curves=False, the metric histories) of one study.
 
     study: the MLflow experiment name. tracking_uri: e.g. "sqlite:////abs/path/mlflow.db"; None uses
@@ -167,19 +193,18 @@ def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, 
     experiment = client.get_experiment_by_name(study)
     if experiment is None:
         names = sorted(experiment.name for experiment in client.search_experiments())
-        where = _without_credentials(tracking_uri) if tracking_uri else "the default URI"
-        raise StudyNotFoundError(f"no study named {study!r} in the MLflow store at {where}; "
-                                 f"studies there: {names}")
+        where = redact_uri(tracking_uri) if tracking_uri else "the default URI"
+        raise StudyNotFoundError(f"no study named {study!r} in the MLflow store at {where}; studies there: {names}")
     experiment_id = experiment.experiment_id
-    runs = _search_all(client, experiment_id, "tags.`varscale.kind` = 'trial'")
-    parents = _search_all(client, experiment_id, "tags.`varscale.kind` = 'study'")
+    runs = _search_all(client, experiment_id, f"tags.`{KIND_TAG}` = '{TRIAL_KIND}'")
+    parents = _search_all(client, experiment_id, f"tags.`{KIND_TAG}` = '{STUDY_KIND}'")
     # The oldest parent is the study's (the orchestrator reuses it on relaunch).
     parent_run_id = min(parents, key=lambda run: run.info.start_time).info.run_id if parents else None
     trials = pd.DataFrame.from_records([_trial_row(study, run) for run in runs])
     if trials.empty:
-        raise DataError(f"study {study!r} exists but has no trial runs (tag varscale.kind=trial)")
+        raise DataError(f"study {study!r} exists but has no trial runs (tag {KIND_TAG}={TRIAL_KIND})")
     # A relaunch may create a second run for one trial: keep the completed, then the newest one.
-    trials["_completed"] = trials["status"] == "completed"
+    trials["_completed"] = trials["status"] == COMPLETED
     trials = trials.sort_values(["_completed", "start_time"], kind="mergesort")
     duplicated = trials.duplicated("trial_key", keep="last")
     dropped = tuple(trials.loc[duplicated, "run_id"])
@@ -189,8 +214,17 @@ def load_study(study: str, tracking_uri: str | None = None, metrics: tuple[str, 
         trials["flops_6nd"] = 6.0 * trials["params_total"].astype(float) * trials["tokens"]
     trials = trials.reset_index(drop=True)
     runs_by_id = {run.info.run_id: run for run in runs}
-    curves = _histories(client, trials, runs_by_id, metrics) if load_curves else pd.DataFrame(
-        columns=["trial_key", "run_id", "metric", "step", "value", *COUNTERS])
-    return StudyFrame(study=study, trials=trials, curves=curves, tracking_uri=tracking_uri,
-                      experiment_id=experiment_id, parent_run_id=parent_run_id,
-                      dropped_duplicate_runs=dropped)
+    curves = (
+        _histories(client, trials, runs_by_id, metrics)
+        if load_curves
+        else pd.DataFrame(columns=["trial_key", "run_id", "metric", "step", "value", *COUNTERS])
+    )
+    return StudyFrame(
+        study=study,
+        trials=trials,
+        curves=curves,
+        tracking_uri=tracking_uri,
+        experiment_id=experiment_id,
+        parent_run_id=parent_run_id,
+        dropped_duplicate_runs=dropped,
+    )

@@ -3,13 +3,14 @@
 
 Inputs are results from the fitting functions (and the loader's DataFrames); nothing here fits.
 """
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps, colors
-from matplotlib.cm import ScalarMappable
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
 
 from analysis.bootstrap import BootstrapResult, prediction_band
@@ -29,8 +30,9 @@ def _new_figure(n_panels: int = 1, panel_size=(5.0, 4.0)) -> tuple[Figure, list]
     axes = [figure.add_subplot(rows, columns, index + 1) for index in range(n_panels)]
     # Fixed margins in inches, not constrained layout: measuring every log-axis tick label for the
     # layout engine made saving a figure several times slower.
-    figure.subplots_adjust(left=1.15 / width, right=1 - 0.2 / width, bottom=0.65 / height, top=1 - 0.45 / height,
-                           wspace=0.35, hspace=0.35)
+    figure.subplots_adjust(
+        left=1.15 / width, right=1 - 0.2 / width, bottom=0.65 / height, top=1 - 0.45 / height, wspace=0.35, hspace=0.35
+    )
     return figure, axes
 
 
@@ -38,8 +40,17 @@ def _law_label(fit: PowerLawFit, y_name: str, x_name: str) -> str:
     return f"{fit.law(y_name, x_name)}, r = {fit.r:.4f}"
 
 
-def draw_fit(ax, x, y, fit: PowerLawFit, bootstrap: BootstrapResult | None = None, y_name: str = "L",
-             x_name: str = "N", color: str = "C0", extend: float = 1.5) -> None:
+def draw_fit(
+    ax,
+    x,
+    y,
+    fit: PowerLawFit,
+    bootstrap: BootstrapResult | None = None,
+    y_name: str = "L",
+    x_name: str = "N",
+    color: str = "C0",
+    extend: float = 1.5,
+) -> None:
     """Scatter + fitted line (+ bootstrap band) on log-log axes."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ax.scatter(x, y, color=color, s=18, zorder=3)
@@ -47,20 +58,29 @@ def draw_fit(ax, x, y, fit: PowerLawFit, bootstrap: BootstrapResult | None = Non
     ax.plot(grid, fit.predict(grid), color=color, label=_law_label(fit, y_name, x_name))
     if bootstrap is not None:
         band = prediction_band(fit, bootstrap, grid)
-        ax.fill_between(grid, band[:, 0], band[:, 1], color=color, alpha=0.2,
-                        label=f"{bootstrap.confidence:.0%} bootstrap band ({len(bootstrap.samples)} resamples)")
+        ax.fill_between(
+            grid,
+            band[:, 0],
+            band[:, 1],
+            color=color,
+            alpha=0.2,
+            label=f"{bootstrap.confidence:.0%} bootstrap band ({len(bootstrap.samples)} resamples)",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
 
 
-def plot_scaling_vs_size(trials: pd.DataFrame, fits: dict[str, PowerLawFit],
-                         bootstraps: dict[str, BootstrapResult] | None = None,
-                         x_column: str = "params_total") -> Figure:
+def plot_scaling_vs_size(
+    trials: pd.DataFrame,
+    fits: dict[str, PowerLawFit],
+    bootstraps: dict[str, BootstrapResult] | None = None,
+    x_column: str = "params_total",
+) -> Figure:
     """One log-log panel per metric (e.g. test loss/error, last scale and average) against N."""
     bootstraps = bootstraps or {}
     figure, axes = _new_figure(len(fits))
-    for index, (ax, (metric, fit)) in enumerate(zip(axes, fits.items())):
+    for index, (ax, (metric, fit)) in enumerate(zip(axes, fits.items(), strict=True)):
         rows = trials.dropna(subset=[metric, x_column])
         draw_fit(ax, rows[x_column], rows[metric], fit, bootstraps.get(metric), metric, "N", f"C{index}")
         ax.set_xlabel(AXIS_LABELS.get(x_column, x_column))
@@ -68,8 +88,13 @@ def plot_scaling_vs_size(trials: pd.DataFrame, fits: dict[str, PowerLawFit],
     return figure
 
 
-def plot_training_curves(curves: pd.DataFrame, metric: str = "test_loss_last", x_column: str = "flops",
-                         size_column: str = "params_total", ax=None) -> Figure:
+def plot_training_curves(
+    curves: pd.DataFrame,
+    metric: str = "test_loss_last",
+    x_column: str = "flops",
+    size_column: str = "params_total",
+    ax=None,
+) -> Figure:
     """Every run's curve of `metric` against `x_column`, coloured by model size (log colour scale)."""
     figure, axes = (ax.figure, [ax]) if ax is not None else _new_figure(1)
     ax = axes[0]
@@ -95,8 +120,17 @@ def plot_frontier(curves: pd.DataFrame, frontier_fit: FrontierFit, bootstrap: Bo
     plot_training_curves(curves, frontier_fit.metric, frontier_fit.options.get("compute_column", "flops"), ax=ax)
     frontier = frontier_fit.frontier
     compute_column = frontier_fit.options.get("compute_column", "flops")
-    draw_fit(ax, frontier[compute_column], frontier["value"], frontier_fit.law, bootstrap,
-             frontier_fit.metric, "C", color="C3", extend=1.2)
+    draw_fit(
+        ax,
+        frontier[compute_column],
+        frontier["value"],
+        frontier_fit.law,
+        bootstrap,
+        frontier_fit.metric,
+        "C",
+        color="C3",
+        extend=1.2,
+    )
     ax.set_title(f"{frontier_fit.metric} vs compute: C_min frontier ({frontier_fit.n_trials_on_frontier} runs on it)")
     return figure
 
@@ -111,8 +145,12 @@ def plot_per_scale_loss(trials: pd.DataFrame, fits: dict[str, PowerLawFit], x_co
         color = colormap(index / max(len(fits) - 1, 1) * 0.9)
         ax.scatter(rows[x_column], rows[column], color=color, s=12)
         grid = np.geomspace(rows[x_column].min(), rows[x_column].max(), 50)
-        ax.plot(grid, fit.predict(grid), color=color,
-                label=f"scale {column.rsplit('_', 1)[-1]}: alpha={fit.alpha:.3f}, r={fit.r:.3f}")
+        ax.plot(
+            grid,
+            fit.predict(grid),
+            color=color,
+            label=f"scale {column.rsplit('_', 1)[-1]}: alpha={fit.alpha:.3f}, r={fit.r:.3f}",
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(AXIS_LABELS.get(x_column, x_column))
@@ -127,8 +165,12 @@ def plot_predicted_vs_actual(extrapolations: dict[str, ExtrapolationResult]) -> 
     ax = axes[0]
     all_values = []
     for index, (name, result) in enumerate(extrapolations.items()):
-        ax.scatter(result.actual, result.predicted, color=f"C{index % 10}",
-                   label=f"{name}: {result.mean_absolute_relative_error:.1%} mean |rel. error|")
+        ax.scatter(
+            result.actual,
+            result.predicted,
+            color=f"C{index % 10}",
+            label=f"{name}: {result.mean_absolute_relative_error:.1%} mean |rel. error|",
+        )
         all_values += [*result.actual, *result.predicted]
     if all_values:
         low, high = min(all_values) * 0.95, max(all_values) * 1.05

@@ -10,6 +10,7 @@ L = E + (x0 / x)^alpha.
   fixed E the model is linear in log space, so E is profiled on a grid first and then all three
   parameters are polished together with bounded least squares on log L.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -124,14 +125,26 @@ def _fit_var_form(scaled_x, y, x_unit_scale, x_unit, irreducible, options) -> Po
     with np.errstate(over="ignore"):
         beta = float(np.exp(intercept / slope))
     if not np.isfinite(beta) or beta == 0:
-        raise FitError(f"fitted slope {slope:.3g} is ~0 (y barely varies with x): beta = exp(intercept/slope) "
-                       "is not representable; this metric shows no power-law trend")
+        raise FitError(
+            f"fitted slope {slope:.3g} is ~0 (y barely varies with x): beta = exp(intercept/slope) "
+            "is not representable; this metric shows no power-law trend"
+        )
     residual = log_y - (slope * log_x + intercept)
     r = float(stats.pearsonr(log_x, log_y).statistic) if len(log_x) > 2 else float(np.sign(slope))
     return PowerLawFit(
-        form="var", alpha=float(slope), beta=beta, x0=None, E=float(irreducible), r=r,
-        rmse_log=float(np.sqrt(np.mean(residual**2))), n_points=len(y), converged=True,
-        status="closed-form least squares", x_unit_scale=x_unit_scale, x_unit=x_unit, options=options,
+        form="var",
+        alpha=float(slope),
+        beta=beta,
+        x0=None,
+        E=float(irreducible),
+        r=r,
+        rmse_log=float(np.sqrt(np.mean(residual**2))),
+        n_points=len(y),
+        converged=True,
+        status="closed-form least squares",
+        x_unit_scale=x_unit_scale,
+        x_unit=x_unit,
+        options=options,
     )
 
 
@@ -158,9 +171,15 @@ def _fit_offset_form(scaled_x, y, x_unit_scale, x_unit, n_profile_points, option
     if best is None:
         raise FitError("y does not decrease with x for any offset E in [0, min y): no offset power law fits")
     solution = optimize.least_squares(
-        _offset_log_residual, best[1], args=(log_x, log_y),
-        bounds=([0.0, 1e-9, -np.inf], [upper_E, np.inf, np.inf]), x_scale="jac",
-        xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=5000,
+        _offset_log_residual,
+        best[1],
+        args=(log_x, log_y),
+        bounds=([0.0, 1e-9, -np.inf], [upper_E, np.inf, np.inf]),
+        x_scale="jac",
+        xtol=1e-14,
+        ftol=1e-14,
+        gtol=1e-14,
+        max_nfev=5000,
     )
     E, alpha, log_x0 = (float(value) for value in solution.x)
     reducible = y - E
@@ -169,8 +188,17 @@ def _fit_offset_form(scaled_x, y, x_unit_scale, x_unit, n_profile_points, option
     if E <= 0.0 or E >= upper_E * (1 - 1e-6):
         status += f"; E={E:.6g} lies on its bound [0, min y): the offset is not identified"
     return PowerLawFit(
-        form="offset", alpha=alpha, beta=None, x0=float(np.exp(log_x0)), E=E, r=r,
-        rmse_log=float(np.sqrt(np.mean(solution.fun**2))), n_points=len(y),
-        converged=bool(solution.success), status=status, x_unit_scale=x_unit_scale, x_unit=x_unit,
+        form="offset",
+        alpha=alpha,
+        beta=None,
+        x0=float(np.exp(log_x0)),
+        E=E,
+        r=r,
+        rmse_log=float(np.sqrt(np.mean(solution.fun**2))),
+        n_points=len(y),
+        converged=bool(solution.success),
+        status=status,
+        x_unit_scale=x_unit_scale,
+        x_unit=x_unit,
         options=options,
     )

@@ -13,6 +13,7 @@
 A fit that cannot be made (too few completed trials, a metric never logged) is reported with its
 error instead of stopping the others.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -30,9 +31,22 @@ from analysis.loader import FIT_STATUSES, StudyFrame
 from analysis.power_law import BILLION, PFLOP, PowerLawFit, fit_power_law
 
 METRICS = ("test_loss_last", "test_loss_avg", "test_error_last", "test_error_avg")
-EMPTY_ROW = {"law": None, "alpha": np.nan, "beta": np.nan, "r": np.nan, "n_points": 0, "alpha_low": np.nan,
-             "alpha_high": np.nan, "beta_low": np.nan, "beta_high": np.nan, "holdout_relative_error": np.nan,
-             "predicted_at": np.nan, "predicted": np.nan, "predicted_low": np.nan, "predicted_high": np.nan}
+EMPTY_ROW = {
+    "law": None,
+    "alpha": np.nan,
+    "beta": np.nan,
+    "r": np.nan,
+    "n_points": 0,
+    "alpha_low": np.nan,
+    "alpha_high": np.nan,
+    "beta_low": np.nan,
+    "beta_high": np.nan,
+    "holdout_relative_error": np.nan,
+    "predicted_at": np.nan,
+    "predicted": np.nan,
+    "predicted_low": np.nan,
+    "predicted_high": np.nan,
+}
 
 
 @dataclass(frozen=True)
@@ -48,21 +62,32 @@ class LawReport:
     trial_keys: tuple[str, ...] = ()
 
     def row(self) -> dict:
-        row = {"metric": self.metric, "against": self.against, "budget": self.budget, **EMPTY_ROW,
-               "error": self.error}
+        row = {"metric": self.metric, "against": self.against, "budget": self.budget, **EMPTY_ROW, "error": self.error}
         if self.fit is None:
             return row
-        row.update(law=self.fit.law(self.metric, self.against), alpha=self.fit.alpha, beta=self.fit.beta,
-                   r=self.fit.r, n_points=self.fit.n_points)
+        row.update(
+            law=self.fit.law(self.metric, self.against),
+            alpha=self.fit.alpha,
+            beta=self.fit.beta,
+            r=self.fit.r,
+            n_points=self.fit.n_points,
+        )
         if self.bootstrap is not None:
-            row.update(alpha_low=self.bootstrap.intervals["alpha"][0], alpha_high=self.bootstrap.intervals["alpha"][1],
-                       beta_low=self.bootstrap.intervals["beta"][0], beta_high=self.bootstrap.intervals["beta"][1])
+            row.update(
+                alpha_low=self.bootstrap.intervals["alpha"][0],
+                alpha_high=self.bootstrap.intervals["alpha"][1],
+                beta_low=self.bootstrap.intervals["beta"][0],
+                beta_high=self.bootstrap.intervals["beta"][1],
+            )
             if self.bootstrap.prediction_intervals is not None:
                 # The law's prediction one step beyond the data (2x the largest N or C), with its interval.
                 at = self.bootstrap.options["predict_at"]
-                row.update(predicted_at=at, predicted=float(self.fit.predict(at)),
-                           predicted_low=float(self.bootstrap.prediction_intervals[0, 0]),
-                           predicted_high=float(self.bootstrap.prediction_intervals[0, 1]))
+                row.update(
+                    predicted_at=at,
+                    predicted=float(self.fit.predict(at)),
+                    predicted_low=float(self.bootstrap.prediction_intervals[0, 0]),
+                    predicted_high=float(self.bootstrap.prediction_intervals[0, 1]),
+                )
         if self.extrapolation is not None:
             row["holdout_relative_error"] = float(np.mean(self.extrapolation.relative_error))
         return row
@@ -88,14 +113,17 @@ class StudyFits:
         for law in self.laws:
             if (law.metric, law.against, law.budget) == (metric, against, budget):
                 return law
-        raise KeyError(f"no law for {metric} vs {against} at budget {budget}; "
-                       f"have {[(law.metric, law.against, law.budget) for law in self.laws]}")
+        raise KeyError(
+            f"no law for {metric} vs {against} at budget {budget}; "
+            f"have {[(law.metric, law.against, law.budget) for law in self.laws]}"
+        )
 
     def size_laws(self, budget: str | None = None) -> dict[str, LawReport]:
         """metric -> fitted law vs N at one budget (default the largest)."""
         budget = budget or self.budgets[-1]
-        return {law.metric: law for law in self.laws
-                if law.against == "N" and law.budget == budget and law.fit is not None}
+        return {
+            law.metric: law for law in self.laws if law.against == "N" and law.budget == budget and law.fit is not None
+        }
 
     def compute_laws(self) -> dict[str, LawReport]:
         return {law.metric: law for law in self.laws if law.against == "C" and law.fit is not None}
@@ -125,9 +153,16 @@ def _law_vs_size(trials, metric, n_bootstrap, seed, irreducible, budget) -> LawR
         bootstrap = None
         if n_bootstrap:
             at = 2.0 * float(rows["params_total"].max())
-            bootstrap = bootstrap_fit(fit_power_law, rows["params_total"].to_numpy(), rows[metric].to_numpy(),
-                                      groups=rows["trial_key"].to_numpy(), n_resamples=n_bootstrap, seed=seed,
-                                      predict_at=(np.array([at]),), **options)
+            bootstrap = bootstrap_fit(
+                fit_power_law,
+                rows["params_total"].to_numpy(),
+                rows[metric].to_numpy(),
+                groups=rows["trial_key"].to_numpy(),
+                n_resamples=n_bootstrap,
+                seed=seed,
+                predict_at=(np.array([at]),),
+                **options,
+            )
             bootstrap = _with_prediction_point(bootstrap, at)
         extrapolation = None
         if rows["params_total"].nunique() >= 3:
@@ -144,8 +179,16 @@ def _law_vs_compute(curves, metric, n_bootstrap, seed, irreducible) -> LawReport
         bootstrap = None
         if n_bootstrap:
             at = 2.0 * float(frontier.frontier["flops"].max())
-            bootstrap = bootstrap_fit(fit_frontier, curves, groups="trial_key", n_resamples=n_bootstrap, seed=seed,
-                                      predict_at=(np.array([at]),), metric=metric, irreducible=irreducible)
+            bootstrap = bootstrap_fit(
+                fit_frontier,
+                curves,
+                groups="trial_key",
+                n_resamples=n_bootstrap,
+                seed=seed,
+                predict_at=(np.array([at]),),
+                metric=metric,
+                irreducible=irreducible,
+            )
             bootstrap = _with_prediction_point(bootstrap, at)
         extrapolation = None
         if curves["trial_key"].nunique() >= 3:
@@ -182,8 +225,14 @@ def _parametric_fits(trials, metrics, n_groups, n_bootstrap, seed):
             fits[metric] = fit
             if n_bootstrap:
                 bootstraps[metric] = bootstrap_chinchilla(
-                    rows["params_total"], rows["tokens"], rows[metric], groups=rows["trial_key"].to_numpy(),
-                    n_resamples=n_bootstrap, seed=seed, fit=fit)
+                    rows["params_total"],
+                    rows["tokens"],
+                    rows[metric],
+                    groups=rows["trial_key"].to_numpy(),
+                    n_resamples=n_bootstrap,
+                    seed=seed,
+                    fit=fit,
+                )
         except AnalysisError:
             continue  # fewer than 5 trials: no parametric fit to report
     return fits, bootstraps
@@ -220,12 +269,25 @@ def fit_study_laws(
             per_scale[column] = fit_power_law(rows["params_total"], rows[column], x_unit_scale=BILLION, x_unit="B")
         except AnalysisError:
             continue  # a scale with too few points is simply not drawn
-    parametric_fits, parametric_bootstrap = ({}, {}) if not parametric else _parametric_fits(
-        trials, metrics, len(groups), n_bootstrap, seed)
-    return StudyFits(study=study_frame.study, laws=tuple(laws), per_scale=per_scale,
-                     isoflop=_isoflop_fits(trials, metrics), parametric=parametric_fits,
-                     parametric_bootstrap=parametric_bootstrap, budgets=tuple(label for label, _ in groups),
-                     options={"metrics": list(metrics), "n_bootstrap": n_bootstrap, "seed": seed,
-                              "irreducible": irreducible, "statuses": list(statuses),
-                              "n_trials_fitted": int(len(trials)), "x_units": {"N": "B", "C": "PFLOP"},
-                              "pflop": PFLOP})
+    parametric_fits, parametric_bootstrap = (
+        ({}, {}) if not parametric else _parametric_fits(trials, metrics, len(groups), n_bootstrap, seed)
+    )
+    return StudyFits(
+        study=study_frame.study,
+        laws=tuple(laws),
+        per_scale=per_scale,
+        isoflop=_isoflop_fits(trials, metrics),
+        parametric=parametric_fits,
+        parametric_bootstrap=parametric_bootstrap,
+        budgets=tuple(label for label, _ in groups),
+        options={
+            "metrics": list(metrics),
+            "n_bootstrap": n_bootstrap,
+            "seed": seed,
+            "irreducible": irreducible,
+            "statuses": list(statuses),
+            "n_trials_fitted": int(len(trials)),
+            "x_units": {"N": "B", "C": "PFLOP"},
+            "pflop": PFLOP,
+        },
+    )

@@ -4,13 +4,20 @@ The store is built once per test session by this (single) process with plain mlf
 following docs/ARCHITECTURE.md's schema: creating one SQLite store from several processes at once
 races in MLflow's schema migration, so it is never created concurrently.
 """
+
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from synthetic_study import build_synthetic_study
+
+# The tests import this folder's helpers (synthetic_study, analysis_test_constants) by name,
+# under any pytest import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic_study import build_synthetic_study  # noqa: E402  (needs the path above)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_CSV = REPO_ROOT / "tests" / "data" / "chinchilla_epoch_extracted.csv"  # see tests/data/README.md

@@ -1,4 +1,5 @@
 """Compute-optimal allocation reproduces Hoffmann's and the replication's numbers."""
+
 import numpy as np
 import pytest
 
@@ -7,8 +8,21 @@ from analysis.chinchilla import ChinchillaFit
 
 
 def _fit(A, B, E, alpha, beta):
-    return ChinchillaFit(A=A, B=B, E=E, alpha=alpha, beta=beta, objective=0.0, n_points=0, converged=True,
-                         status="given", n_starts=0, n_starts_converged=0, n_starts_at_best=0, best_start=())
+    return ChinchillaFit(
+        A=A,
+        B=B,
+        E=E,
+        alpha=alpha,
+        beta=beta,
+        objective=0.0,
+        n_points=0,
+        converged=True,
+        status="given",
+        n_starts=0,
+        n_starts_converged=0,
+        n_starts_at_best=0,
+        best_start=(),
+    )
 
 
 def test_hoffmann_rounded_parameters_give_92_tokens_per_parameter():

@@ -1,4 +1,5 @@
 """The batched L-BFGS finds what scipy's L-BFGS-B finds, problem by problem."""
+
 import numpy as np
 from scipy import optimize
 
@@ -17,8 +18,9 @@ def test_matches_scipy_on_rosenbrock_from_many_starts():
     result = batched_lbfgs(_rosenbrock, starts)
     assert result.converged_S.all()
     np.testing.assert_allclose(result.x_SP, 1.0, atol=1e-4)
-    reference = optimize.minimize(lambda x: tuple(v[0] for v in _rosenbrock(x[None])), starts[0], jac=True,
-                                  method="L-BFGS-B")
+    reference = optimize.minimize(
+        lambda x: tuple(v[0] for v in _rosenbrock(x[None])), starts[0], jac=True, method="L-BFGS-B"
+    )
     np.testing.assert_allclose(result.x_SP[0], reference.x, atol=1e-4)
 
 

@@ -1,10 +1,19 @@
 """Run-level bootstrap: seeded, resamples runs not rows, propagates to predictions and derived values."""
+
 import numpy as np
 import pytest
-
-from analysis import (BILLION, FitError, bootstrap_chinchilla, bootstrap_fit, compute_optimal_allocation,
-                      fit_chinchilla, fit_power_law, prediction_band)
 from analysis_test_constants import REDUCED_GRID
+
+from analysis import (
+    BILLION,
+    FitError,
+    bootstrap_chinchilla,
+    bootstrap_fit,
+    compute_optimal_allocation,
+    fit_chinchilla,
+    fit_power_law,
+    prediction_band,
+)
 
 SIZES = np.geomspace(18.5e6, 2.0e9, 10)
 
@@ -16,10 +25,12 @@ def _noisy_law(seed=0):
 
 def test_power_law_bootstrap_is_seeded_and_covers_the_truth():
     loss = _noisy_law()
-    first = bootstrap_fit(fit_power_law, SIZES, loss, n_resamples=300, seed=3, x_unit_scale=BILLION,
-                          predict_at=(np.array([4e9]),))
-    again = bootstrap_fit(fit_power_law, SIZES, loss, n_resamples=300, seed=3, x_unit_scale=BILLION,
-                          predict_at=(np.array([4e9]),))
+    first = bootstrap_fit(
+        fit_power_law, SIZES, loss, n_resamples=300, seed=3, x_unit_scale=BILLION, predict_at=(np.array([4e9]),)
+    )
+    again = bootstrap_fit(
+        fit_power_law, SIZES, loss, n_resamples=300, seed=3, x_unit_scale=BILLION, predict_at=(np.array([4e9]),)
+    )
     assert first.intervals == again.intervals
     low, high = first.intervals["alpha"]
     assert low < first.estimate["alpha"] < high and low < -0.23 < high
@@ -64,8 +75,15 @@ def test_prediction_band_contains_the_fit():
 def test_chinchilla_bootstrap_has_the_published_width(reference_frame):
     N, D, loss = reference_frame["Model Size"], reference_frame["tokens"], reference_frame["loss"]
     fit = fit_chinchilla(N, D, loss, grid=REDUCED_GRID)
-    result = bootstrap_chinchilla(N, D, loss, fit=fit, n_resamples=300, seed=0,
-                                  derived=lambda f: {"N_opt": float(compute_optimal_allocation(f, 5.76e23).N_opt)})
+    result = bootstrap_chinchilla(
+        N,
+        D,
+        loss,
+        fit=fit,
+        n_resamples=300,
+        seed=0,
+        derived=lambda f: {"N_opt": float(compute_optimal_allocation(f, 5.76e23).N_opt)},
+    )
     assert result.n_failed == 0
     # Published (4,000 resamples): E (1.769, 1.871), alpha (0.317, 0.373), beta (0.331, 0.415).
     for name, (low, high) in {"E": (1.769, 1.871), "alpha": (0.317, 0.373), "beta": (0.331, 0.415)}.items():

@@ -1,13 +1,14 @@
 """The Chinchilla fit reproduces the replication's Huber-minimum estimate on the reference data,
 recovers a synthetic law, has a correct analytic gradient, and reports untrustworthy starts."""
+
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from analysis_test_constants import REDUCED_GRID
 
 from analysis import FitError, StartGrid, fit_chinchilla
 from analysis.chinchilla import _grid_warnings, chinchilla_objective
-from analysis_test_constants import REDUCED_GRID
 
 PUBLISHED = {"A": 477.8, "B": 2143.9, "E": 1.8172, "alpha": 0.3473, "beta": 0.3672}
 
@@ -22,13 +23,13 @@ def _check_published(fit):
 
 
 def test_reproduces_the_replication_estimate_from_a_reduced_grid(reference_frame):
-    fit = fit_chinchilla(reference_frame["Model Size"], reference_frame["tokens"], reference_frame["loss"],
-                         grid=REDUCED_GRID)
+    fit = fit_chinchilla(
+        reference_frame["Model Size"], reference_frame["tokens"], reference_frame["loss"], grid=REDUCED_GRID
+    )
     _check_published(fit)
     assert fit.n_starts == 32 and fit.warnings == ()
     assert fit.options["reduction"] == "sum" and fit.options["huber_delta"] == 1e-3
-    assert fit.predict(7e10, 1.4e12) == pytest.approx(1.8172 + 477.8 / 7e10**0.3473 + 2143.9 / 1.4e12**0.3672,
-                                                      rel=1e-3)
+    assert fit.predict(7e10, 1.4e12) == pytest.approx(1.8172 + 477.8 / 7e10**0.3473 + 2143.9 / 1.4e12**0.3672, rel=1e-3)
 
 
 @pytest.mark.slow
@@ -43,8 +44,18 @@ def test_recovers_a_synthetic_law():
     N = np.repeat(np.geomspace(1e7, 1e10, 10), 6)
     D = N * np.tile(np.geomspace(2, 200, 6), 10)
     loss = (1.69 + 406.4 / N**0.34 + 410.7 / D**0.28) * np.exp(generator.normal(0, 0.001, N.size))
-    fit = fit_chinchilla(N, D, loss, grid=StartGrid(alpha_values=(0.0, 0.5), beta_values=(0.0, 0.5),
-                                                    e_values=(0.0, 0.5), a_values=(5.0, 10.0), b_values=(5.0, 10.0)))
+    fit = fit_chinchilla(
+        N,
+        D,
+        loss,
+        grid=StartGrid(
+            alpha_values=(0.0, 0.5),
+            beta_values=(0.0, 0.5),
+            e_values=(0.0, 0.5),
+            a_values=(5.0, 10.0),
+            b_values=(5.0, 10.0),
+        ),
+    )
     assert fit.E == pytest.approx(1.69, abs=0.03)
     assert fit.alpha == pytest.approx(0.34, abs=0.03)
     assert fit.beta == pytest.approx(0.28, abs=0.03)
@@ -67,21 +78,29 @@ def test_analytic_gradient_matches_finite_differences(reference_frame):
 
 def test_warns_when_the_optimum_lies_outside_the_grid(reference_frame):
     # e is fixed at -1 in this grid while the optimum has e = log 1.8172 = 0.597.
-    grid = StartGrid(alpha_values=(0.5,), beta_values=(0.5,), e_values=(-1.0, -0.5, 0.0),
-                     a_values=(5.0,), b_values=(5.0,))
+    grid = StartGrid(
+        alpha_values=(0.5,), beta_values=(0.5,), e_values=(-1.0, -0.5, 0.0), a_values=(5.0,), b_values=(5.0,)
+    )
     fit = fit_chinchilla(reference_frame["Model Size"], reference_frame["tokens"], reference_frame["loss"], grid=grid)
     assert any("fitted e=" in warning and "outside the start grid" in warning for warning in fit.warnings)
 
 
 def test_warns_when_the_optimiser_never_left_its_start(reference_frame):
-    fit = fit_chinchilla(reference_frame["Model Size"], reference_frame["tokens"], reference_frame["loss"],
-                         grid=REDUCED_GRID, max_iterations=0, polish=False)
+    fit = fit_chinchilla(
+        reference_frame["Model Size"],
+        reference_frame["tokens"],
+        reference_frame["loss"],
+        grid=REDUCED_GRID,
+        max_iterations=0,
+        polish=False,
+    )
     assert any("stopped at its start point" in warning for warning in fit.warnings)
 
 
 def test_warns_when_only_edge_starts_reach_the_best_basin():
-    grid = StartGrid(alpha_values=(0.0, 0.5, 1.0), beta_values=(0.5,), e_values=(0.0,), a_values=(5.0,),
-                     b_values=(5.0,))
+    grid = StartGrid(
+        alpha_values=(0.0, 0.5, 1.0), beta_values=(0.5,), e_values=(0.0,), a_values=(5.0,), b_values=(5.0,)
+    )
     starts = grid.points()
     # Pretend only the alpha = 1.0 start (an edge) reached the best objective.
     batch = SimpleNamespace(iterations_S=np.array([20, 20, 20]), f_S=np.array([2.0, 2.0, 1.0]))

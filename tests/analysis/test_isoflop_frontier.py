@@ -1,12 +1,21 @@
 """IsoFLOP (approach 2), the compute Pareto frontier, and extrapolation checks."""
+
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis import (DataError, FitError, compute_frontier, extrapolation_check, fit_chinchilla,
-                      fit_frontier, fit_isoflop, fit_power_law)
-from analysis.isoflop import GRID_BIAS_WARNING
 from analysis_test_constants import REDUCED_GRID
+
+from analysis import (
+    DataError,
+    FitError,
+    compute_frontier,
+    extrapolation_check,
+    fit_chinchilla,
+    fit_frontier,
+    fit_isoflop,
+    fit_power_law,
+)
+from analysis.isoflop import GRID_BIAS_WARNING
 
 
 def _chinchilla_loss(N, D):
@@ -18,9 +27,9 @@ def _isoflop_runs(centre_offsets=(0.0, 0.0, 0.0, 0.0)):
     alpha, beta, A, B = 0.34, 0.28, 406.4, 410.7
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
     rows = []
-    for compute, offset in zip((1e18, 1e19, 1e20, 1e21), centre_offsets):
+    for compute, offset in zip((1e18, 1e19, 1e20, 1e21), centre_offsets, strict=True):
         optimum = G * (compute / 6) ** (beta / (alpha + beta))
-        for N in optimum * np.exp(offset) * np.geomspace(1 / 30 ** 0.5, 30 ** 0.5, 9):
+        for N in optimum * np.exp(offset) * np.geomspace(1 / 30**0.5, 30**0.5, 9):
             rows.append((N, compute, _chinchilla_loss(N, compute / (6 * N))))
     return pd.DataFrame(rows, columns=["N", "C", "loss"])
 
@@ -54,9 +63,16 @@ def _curves(sizes=(1e7, 3e7, 1e8, 3e8, 1e9)):
     rows = []
     for N in sizes:
         for step, tokens in enumerate(np.geomspace(1e8, 1e11, 12)):
-            rows.append({"trial_key": f"n{N:.0e}", "metric": "test_loss_last", "step": step,
-                         "value": (N / 1e12) ** -0.2 + (tokens / 1e14) ** -0.2,
-                         "flops": 6 * N * tokens, "params_total": N})
+            rows.append(
+                {
+                    "trial_key": f"n{N:.0e}",
+                    "metric": "test_loss_last",
+                    "step": step,
+                    "value": (N / 1e12) ** -0.2 + (tokens / 1e14) ** -0.2,
+                    "flops": 6 * N * tokens,
+                    "params_total": N,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -94,8 +110,13 @@ def test_extrapolation_check_predicts_the_held_out_largest_model():
 
 
 def test_extrapolation_check_with_two_inputs(reference_frame):
-    result = extrapolation_check(fit_chinchilla, reference_frame["Model Size"], reference_frame["tokens"],
-                                 reference_frame["loss"], grid=REDUCED_GRID)
+    result = extrapolation_check(
+        fit_chinchilla,
+        reference_frame["Model Size"],
+        reference_frame["tokens"],
+        reference_frame["loss"],
+        grid=REDUCED_GRID,
+    )
     assert len(result.actual) >= 1
     assert result.mean_absolute_relative_error < 0.2
     with pytest.raises(FitError, match="holdout_column"):

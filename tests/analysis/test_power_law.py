@@ -1,4 +1,5 @@
 """Power-law fits recover known laws and refuse bad input with a clear message."""
+
 import numpy as np
 import pytest
 
@@ -54,12 +55,15 @@ def test_fewer_points_than_parameters_is_an_error():
         fit_power_law([1e9, 2e9], [2.0, 1.9], form="offset")
 
 
-@pytest.mark.parametrize("x, y, message", [
-    ([1.0, 2.0, 0.0], [1.0, 0.9, 0.8], "x must be > 0"),
-    ([1.0, 2.0, 3.0], [1.0, -0.9, 0.8], "y must be > 0"),
-    ([1.0, np.nan, 3.0], [1.0, 0.9, 0.8], "x has 1 NaN"),
-    ([1.0, 2.0, 3.0], [1.0, 0.9], "one common length"),
-])
+@pytest.mark.parametrize(
+    "x, y, message",
+    [
+        ([1.0, 2.0, 0.0], [1.0, 0.9, 0.8], "x must be > 0"),
+        ([1.0, 2.0, 3.0], [1.0, -0.9, 0.8], "y must be > 0"),
+        ([1.0, np.nan, 3.0], [1.0, 0.9, 0.8], "x has 1 NaN"),
+        ([1.0, 2.0, 3.0], [1.0, 0.9], "one common length"),
+    ],
+)
 def test_bad_input_is_named(x, y, message):
     with pytest.raises(DataError, match=message):
         fit_power_law(x, y)

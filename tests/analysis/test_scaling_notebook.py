@@ -1,4 +1,5 @@
 """notebooks/scaling_curves.ipynb runs end to end against a real study store and is stored clean."""
+
 import os
 from pathlib import Path
 
@@ -21,8 +22,9 @@ def test_notebook_executes_against_the_synthetic_study(synthetic_study, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", synthetic_study["tracking_uri"])
     monkeypatch.setenv("VARSCALE_BOOTSTRAP", "10")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(notebook, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = NotebookClient(
+        notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
     client.execute(env=dict(os.environ))
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.output_type == "error"]

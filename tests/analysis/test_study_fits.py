@@ -1,5 +1,6 @@
 """fit_study_laws on in-memory studies: one law vs N per budget, the frontier over all runs, IsoFLOP
 for FLOP budgets, and fit errors reported instead of raised."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,13 +17,34 @@ def _study(budget_kind, budget_values, loss_of):
             key = f"n{N:.0e}-b{budget:.0e}"
             tokens = budget if budget_kind == "tokens" else budget / (6 * N)
             loss = loss_of(N, tokens)
-            trials.append({"trial_key": key, "status": "completed", "params_total": N, "tokens": tokens,
-                           "flops": 6 * N * tokens, "budget_kind": budget_kind, "budget_value": budget,
-                           "test_loss_last": loss, "test_loss_avg": 0.9 * loss})
+            trials.append(
+                {
+                    "trial_key": key,
+                    "status": "completed",
+                    "params_total": N,
+                    "tokens": tokens,
+                    "flops": 6 * N * tokens,
+                    "budget_kind": budget_kind,
+                    "budget_value": budget,
+                    "test_loss_last": loss,
+                    "test_loss_avg": 0.9 * loss,
+                }
+            )
             for step, fraction in enumerate((0.25, 0.5, 1.0)):
-                for metric, value in (("test_loss_last", loss / fraction**0.1), ("test_loss_avg", 0.9 * loss / fraction**0.1)):
-                    curves.append({"trial_key": key, "metric": metric, "step": step, "value": value,
-                                   "flops": 6 * N * tokens * fraction, "params_total": N})
+                for metric, value in (
+                    ("test_loss_last", loss / fraction**0.1),
+                    ("test_loss_avg", 0.9 * loss / fraction**0.1),
+                ):
+                    curves.append(
+                        {
+                            "trial_key": key,
+                            "metric": metric,
+                            "step": step,
+                            "value": value,
+                            "flops": 6 * N * tokens * fraction,
+                            "params_total": N,
+                        }
+                    )
     return StudyFrame(study="in-memory", trials=pd.DataFrame(trials), curves=pd.DataFrame(curves))
 
 

@@ -1,9 +1,10 @@
 """load_study reads the ARCHITECTURE.md MLflow schema from a real SQLite store."""
+
 import numpy as np
 import pytest
+from synthetic_study import DEPTHS, FINAL_EVAL_FACTOR, N_SCALES, STEPS
 
 from analysis import StudyNotFoundError, fit_power_law, load_study
-from synthetic_study import DEPTHS, FINAL_EVAL_FACTOR, N_SCALES, STEPS
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,15 @@ def test_one_row_per_trial_with_typed_params_and_statuses(study):
     assert set(trials["status"]) == {"completed", "failed", "diverged"}
     failed = trials.set_index("trial_key").loc["d4-b1e12-s0"]
     assert failed["status"] == "failed" and failed["images"] == STEPS // 2 * 256  # latest value, no final
-    for column in ("study", "run_id", "params_per_token", "seed", "test_loss_avg", "test_error_last",
-                   f"test_loss_scale_{N_SCALES - 1:02d}"):
+    for column in (
+        "study",
+        "run_id",
+        "params_per_token",
+        "seed",
+        "test_loss_avg",
+        "test_error_last",
+        f"test_loss_scale_{N_SCALES - 1:02d}",
+    ):
         assert column in trials
 
 
@@ -63,7 +71,6 @@ def test_unknown_study_lists_the_existing_ones(synthetic_study):
 def test_per_scale_columns_prefer_the_final_eval(study):
     trials = study.trials.set_index("trial_key")
     completed = trials.loc[f"d{DEPTHS[0]}-b1e12-s0"]
-    np.testing.assert_allclose(completed["test_loss_scale_01"],
-                               FINAL_EVAL_FACTOR * completed["test_loss_last"] * 0.7)
+    np.testing.assert_allclose(completed["test_loss_scale_01"], FINAL_EVAL_FACTOR * completed["test_loss_last"] * 0.7)
     failed = trials.loc["d4-b1e12-s0"]  # no finals: the latest periodic eval
     np.testing.assert_allclose(failed["test_loss_scale_01"], failed["test_loss_last"] * 0.7)

@@ -1,0 +1,100 @@
+"""The MLflow schema of a study: every tag, param, metric and artifact name that the writer
+(orchestration) and the reader (`analysis.loader`) share.
+
+It lives in `analysis`, the lower of the two layers, and imports nothing, so orchestration can
+import it without pulling in pandas and analysis never needs orchestration (or torch, or Ray).
+docs/ARCHITECTURE.md ("MLflow schema") describes the layout these names make:
+
+- experiment = the study's name;
+- one parent run, tagged KIND_TAG=STUDY_KIND and STUDY_TAG=<name>;
+- one child run per trial, tagged KIND_TAG=TRIAL_KIND, TRIAL_KEY_TAG, STATUS_TAG and
+  PARENT_RUN_TAG, with the trial's params (strings in MLflow: the reader casts them back).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+# --- tags -----------------------------------------------------------------------------------
+KIND_TAG = "varscale.kind"
+STUDY_TAG = "varscale.study"
+TRIAL_KEY_TAG = "varscale.trial_key"
+STATUS_TAG = "varscale.status"
+PARENT_RUN_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests child runs under it
+ATTEMPTS_TAG = "varscale.attempts"
+FAILURE_TAG = "varscale.failure"
+MESSAGE_TAG = "varscale.message"
+NODE_TAG = "varscale.node"
+PID_TAG = "varscale.pid"
+RESUMED_STEP_TAG = "varscale.resumed_step"
+CHECKPOINT_STEP_TAG = "varscale.checkpoint_step"
+STEPS_DONE_TAG = "varscale.steps_done"
+# A trainer-reported value that disagrees with the param the driver logged (never fatal).
+TRAINER_VALUE_TAG_PREFIX = "varscale.trainer_"
+# Parent-run tags set at launch.
+TRIAL_COUNT_TAG = "varscale.trials"
+BUDGET_KIND_TAG = "varscale.budget_kind"
+
+# Values of KIND_TAG.
+STUDY_KIND, TRIAL_KIND = "study", "trial"
+
+# Values of STATUS_TAG, and which of them end a trial for good (never re-run on relaunch).
+PENDING, RUNNING, COMPLETED, DIVERGED, FAILED = "pending", "running", "completed", "diverged", "failed"
+FINISHED_STATUSES = (COMPLETED, DIVERGED)
+# The MLflow run status each trial status ends with.
+TERMINAL_RUN_STATUS = {COMPLETED: "FINISHED", DIVERGED: "FINISHED", FAILED: "FAILED"}
+
+# Text tags are cut to these lengths (MLflow refuses longer values).
+TAG_VALUE_LIMIT = 5000
+FAILURE_TAIL_LIMIT = 4000
+PARAM_VALUE_LIMIT = 6000
+
+# --- params of a trial's child run -----------------------------------------------------------
+# The reader casts these strictly (a non-number is an error); any other param is cast loosely.
+INTEGER_PARAMS = (
+    "depth",
+    "width",
+    "heads",
+    "params_total",
+    "params_per_token",
+    "flops_per_image",
+    "flops_per_image_6n",
+    "steps",
+    "batch_size",
+    "seed",
+)
+FLOAT_PARAMS = ("budget_value", "lr", "base_lr")
+STRING_PARAMS = ("budget_kind", "schedule", "git_revision")
+# Every param the driver logs at creation (the trainer adds its own at start).
+TRIAL_PARAMS = (*INTEGER_PARAMS, *FLOAT_PARAMS, *STRING_PARAMS, "warmup_steps", "final_lr_fraction", "cpus", "gpus")
+
+# --- metrics -----------------------------------------------------------------------------------
+# Counters logged beside every step; the x axes of the fits.
+COUNTERS = ("images", "tokens", "flops")
+FINAL_PREFIX = "final_"  # the trainer's end-of-trial values: final_<metric>
+FINAL_METRICS = ("test_loss_avg", "test_loss_last", "test_error_avg", "test_error_last")
+PER_SCALE_METRIC_PATTERN = r"test_(loss|error)_scale_\d\d"
+TRAIN_LOSS = "train_loss"
+# Parent-run metrics of the tokenizer stage: tokenizer_<report or baseline name>.
+TOKENIZER_METRIC_PREFIX = "tokenizer_"
+# Parent-run metrics and tags of `varscale fit`: fit.<metric>.<N|C>[.<budget>].<number>
+FIT_PREFIX = "fit"
+
+# --- artifacts and files ---------------------------------------------------------------------
+RESOLVED_SPEC_FILE = "study.resolved.yaml"  # in <storage>/ and on the parent run
+DRY_RUN_FILE = "dry_run.txt"
+TOKENIZER_STAGE_FILE = "tokenizer_stage.json"
+FITS_ARTIFACT_FOLDER = "fits"
+TRIAL_CONFIG_FILE = "trial_config.yaml"  # in each trial's folder and on its child run
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without user:password: credentials belong in MLFLOW_TRACKING_* variables, never in
+    a printed line, a message or a saved file."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))

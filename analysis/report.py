@@ -1,0 +1,150 @@
+"""A study's fits as a report: which figures to draw, the law table, and results.json.
+
+`varscale fit` writes these to files and MLflow; the notebook shows the same figures and table.
+Both call this module, so the choice of figures is made once. Nothing here fits or prints.
+"""
+
+from __future__ import annotations
+
+import math
+
+from matplotlib.figure import Figure
+
+from analysis.loader import StudyFrame
+from analysis.mlflow_schema import redact_uri
+from analysis.plots import (
+    plot_frontier,
+    plot_per_scale_loss,
+    plot_predicted_vs_actual,
+    plot_scaling_vs_size,
+    plot_training_curves,
+)
+from analysis.study_fits import StudyFits
+
+
+def file_label(budget: str) -> str:
+    """A budget label ('images=1e6') as a file-name and MLflow-key safe string."""
+    return "".join(character if character.isalnum() or character in "-." else "_" for character in budget)
+
+
+def _trials_of(trials, law) -> object:
+    return trials[trials["trial_key"].isin(law.trial_keys)]
+
+
+def report_figures(study: StudyFrame, fits: StudyFits) -> dict[str, Figure]:
+    """The figures of a study, by file stem: the size laws per budget, the compute frontier per
+    metric, per-scale loss, training curves and the extrapolation check, each only when its fit
+    exists."""
+    trials, curves = study.fit_trials(), study.fit_curves()
+    figures: dict[str, Figure] = {}
+    for budget in fits.budgets:
+        size_laws = fits.size_laws(budget)
+        if not size_laws:
+            continue
+        rows = _trials_of(trials, next(iter(size_laws.values())))
+        stem = "scaling_vs_size" if len(fits.budgets) == 1 else f"scaling_vs_size_{file_label(budget)}"
+        figures[stem] = plot_scaling_vs_size(
+            rows,
+            {metric: law.fit for metric, law in size_laws.items()},
+            {metric: law.bootstrap for metric, law in size_laws.items() if law.bootstrap is not None},
+        )
+    for metric, law in fits.compute_laws().items():
+        figures[f"frontier_{metric}"] = plot_frontier(curves, law.frontier, law.bootstrap)
+    if fits.per_scale:
+        # Per-scale laws are fitted at the largest budget: draw those trials only.
+        largest = fits.size_laws()
+        rows = _trials_of(trials, next(iter(largest.values()))) if largest else trials
+        figures["per_scale_loss"] = plot_per_scale_loss(rows, fits.per_scale)
+    if not curves.empty and (curves["metric"] == "test_loss_last").any():
+        figures["training_curves"] = plot_training_curves(curves)
+    extrapolations = {
+        f"{law.metric} vs {law.against}" + (f" ({law.budget})" if law.budget != "all" else ""): law.extrapolation
+        for law in fits.laws
+        if law.extrapolation is not None
+    }
+    if extrapolations:
+        figures["predicted_vs_actual"] = plot_predicted_vs_actual(extrapolations)
+    return figures
+
+
+def law_table_text(fits: StudyFits) -> str:
+    """The fitted laws as fixed-width text: one line per law, then what could not be fitted, the
+    IsoFLOP exponents and the parametric L(N, D)."""
+    table = fits.table()
+    lines = [
+        f"{'metric':<16} {'vs':<2} {'budget':<14} {'law':<48} {'alpha [95% CI]':<32} {'r':>8} {'n':>4} "
+        f"{'holdout err':>11}"
+    ]
+    for row in table[table["error"].isna()].itertuples():
+        interval = f"[{row.alpha_low:.4g}, {row.alpha_high:.4g}]" if math.isfinite(row.alpha_low) else ""
+        holdout = f"{row.holdout_relative_error:+.2%}" if math.isfinite(row.holdout_relative_error) else "-"
+        estimate = f"{row.alpha:.4g} {interval}"
+        lines.append(
+            f"{row.metric:<16} {row.against:<2} {row.budget:<14} {row.law:<48} {estimate:<32} "
+            f"{row.r:>8.4f} {row.n_points:>4} {holdout:>11}"
+        )
+    for row in table[table["error"].notna()].itertuples():
+        lines.append(f"{row.metric:<16} {row.against:<2} {row.budget:<14} not fitted: {row.error}")
+    for metric, fit in fits.isoflop.items():
+        lines.append(
+            f"IsoFLOP {metric}: N_opt ~ C^{fit.n_exponent:.3f}, D_opt ~ C^{fit.d_exponent:.3f} "
+            f"({len(fit.budgets)} budgets; grid-bias caveat in results.json)"
+        )
+    for metric, fit in fits.parametric.items():
+        lines.append(
+            f"L(N, D) {metric}: E={fit.E:.4g} + {fit.A:.4g}/N^{fit.alpha:.3f} + {fit.B:.4g}/D^{fit.beta:.3f}; "
+            f"N_opt ~ C^{fit.n_exponent:.3f}" + (f"; warnings: {list(fit.warnings)}" if fit.warnings else "")
+        )
+    return "\n".join(lines)
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, str)) or (isinstance(value, float) and math.isfinite(value)) else None
+
+
+def report_results(study: StudyFrame, fits: StudyFits, tracking_uri: str | None) -> dict:
+    """Everything fitted, as JSON-ready data (results.json)."""
+    laws = []
+    for law in fits.laws:
+        entry = {key: _finite_or_none(value) for key, value in law.row().items()}
+        if law.fit is not None:
+            entry["fit"] = law.fit.to_dict()
+        if law.bootstrap is not None:
+            entry["bootstrap"] = {k: v for k, v in law.bootstrap.to_dict().items() if k != "prediction_intervals"}
+        if law.extrapolation is not None:
+            entry["extrapolation"] = law.extrapolation.to_dict()
+        laws.append(entry)
+    isoflop = {
+        metric: {
+            "n_exponent": fit.n_exponent,
+            "d_exponent": fit.d_exponent,
+            "warnings": list(fit.warnings),
+            "budgets": fit.budgets.to_dict(orient="records"),
+        }
+        for metric, fit in fits.isoflop.items()
+    }
+    parametric = {}
+    for metric, fit in fits.parametric.items():
+        bootstrap = fits.parametric_bootstrap.get(metric)
+        parametric[metric] = {
+            **fit.to_dict(),
+            "n_exponent": fit.n_exponent,
+            "d_exponent": fit.d_exponent,
+            "intervals": None
+            if bootstrap is None
+            else {name: list(interval) for name, interval in bootstrap.intervals.items()},
+        }
+    # results.json is saved and logged as an artifact: never with the URI's user:password.
+    return {
+        "study": fits.study,
+        "tracking_uri": tracking_uri and redact_uri(tracking_uri),
+        "parent_run_id": study.parent_run_id,
+        "parametric": parametric,
+        "n_trials": int(len(study.trials)),
+        "status_counts": study.trials["status"].value_counts().to_dict(),
+        "options": fits.options,
+        "budgets": list(fits.budgets),
+        "laws": laws,
+        "isoflop": isoflop,
+        "per_scale": {name: fit.to_dict() for name, fit in fits.per_scale.items()},
+    }
