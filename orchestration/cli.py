@@ -22,34 +22,45 @@ import os
 import shutil
 import sys
 
+from analysis.mlflow_schema import redact_uri
 from var_model.errors import VarScaleError
 
-# Subcommands owned by other layers: each module has `register(subparsers)` that adds its
-# parsers and sets `handler`. Imported lazily so `varscale --help` stays fast.
-REGISTERED_COMMANDS = ("var_model.training.command", "var_model.bench", "orchestration.fit_command")
+# Subcommands with a module of their own: each has `register(subparsers)` that adds its parsers
+# and sets `handler`.
+REGISTERED_COMMANDS = ("var_model.training.command", "var_model.bench", "orchestration.commands.fit")
+
+# The handlers below import their layer when they run, not at the top of this module: the
+# study commands must not load MLflow and Ray at every start (`varscale dry-run` needs neither),
+# and `varscale status` must not load Ray (tests/test_import_cycles.py lists these places).
 
 
 def _study_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", help="study file, e.g. studies/smoke.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a study field (YAML value), e.g. --set model.depths=[2,4]; repeatable")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a study field (YAML value), e.g. --set model.depths=[2,4]; repeatable",
+    )
 
 
 def _load(args):
-    from orchestration.study_spec import load_study
+    from orchestration.study.loading import load_study
 
     return load_study(args.study, args.overrides)
 
 
 def _dry_run(args) -> int:
-    from orchestration.dry_run import dry_run_table
+    from orchestration.study.dry_run import dry_run_table
 
     print(dry_run_table(_load(args)))
     return 0
 
 
 def _launch(args) -> int:
-    from orchestration.launcher import launch
+    from orchestration.execution.launcher import launch
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise VarScaleError(f"--max-concurrent is {args.max_concurrent}; give at least 1 (or leave it out)")
@@ -58,40 +69,35 @@ def _launch(args) -> int:
     result = launch(spec, address=args.address, max_concurrent=args.max_concurrent, dashboard=args.dashboard)
     for key, error in result.errors.items():
         print(f"FAILED {key}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
-    counts = {}
-    for status in result.statuses.values():
-        counts[status] = counts.get(status, 0) + 1
-    print(f"{spec.name}: " + ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-          + f" ({len(result.skipped)} finished earlier) in {result.seconds:.1f} s")
+    print(result.summary(spec.name))
     if result.interrupted:
         return 130
     return 0 if result.ok else 1
 
 
 def _status(args) -> int:
-    from orchestration.status import status_table
+    from orchestration.tracking.status import status_table
 
     print(status_table(_load(args)))
     return 0
 
 
 def _ui(args) -> int:
-    from orchestration.ui import run_ui
+    from orchestration.commands.ui import run_ui
 
     return run_ui(_load(args).tracking_uri, host=args.host, port=args.port)
 
 
 def _demo(args) -> int:
-    from orchestration.tracking import redact_uri
-
     spec = _load(args)
     code = _launch(args)
     if code != 0:
         return code
     parser = build_parser()
     # The fits live with the study's other results, not in whatever directory demo ran from.
-    fit_arguments = parser.parse_args(["fit", spec.name, "--tracking-uri", spec.tracking_uri,
-                                       "--out", os.path.join(spec.storage, "fits")])
+    fit_arguments = parser.parse_args(
+        ["fit", spec.name, "--tracking-uri", spec.tracking_uri, "--out", os.path.join(spec.storage, "fits")]
+    )
     code = fit_arguments.handler(fit_arguments)
     overrides = "".join(f" --set {item}" for item in args.overrides)
     varscale, jupyter = _command_path("varscale"), _command_path("jupyter")
@@ -99,8 +105,10 @@ def _demo(args) -> int:
     print("next:")
     print(f"  {varscale} status {args.study}{overrides}      # per-trial state and metrics")
     print(f"  {varscale} ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
-    print(f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "
-          f"{jupyter} lab notebooks/scaling_curves.ipynb   # the analysis notebook")
+    print(
+        f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "
+        f"{jupyter} lab notebooks/scaling_curves.ipynb   # the analysis notebook"
+    )
     return code
 
 
@@ -115,8 +123,9 @@ def _command_path(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="varscale", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="varscale", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     dry_run = subparsers.add_parser("dry-run", help="print the trials of a study and their cost; trains nothing")
@@ -129,10 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = subparsers.add_parser(name, help=help_text)
         _study_arguments(command)
-        command.add_argument("--address", default=None,
-                             help="Ray cluster address (host:6379 or 'auto'); default: RAY_ADDRESS, else a local Ray")
-        command.add_argument("--max-concurrent", type=int, default=None,
-                             help="at most N trials at once (default: as many as the resources allow)")
+        command.add_argument(
+            "--address",
+            default=None,
+            help="Ray cluster address (host:6379 or 'auto'); default: RAY_ADDRESS, else a local Ray",
+        )
+        command.add_argument(
+            "--max-concurrent",
+            type=int,
+            default=None,
+            help="at most N trials at once (default: as many as the resources allow)",
+        )
         command.add_argument("--dashboard", action="store_true", help="start the Ray dashboard (on 127.0.0.1)")
         command.set_defaults(handler=handler)
 

@@ -1,12 +1,12 @@
 """`varscale fit`: table, figures, results files, and MLflow logging to the parent run."""
+
 import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from orchestration.fit_command import (fit_study, parse_irreducible, read_name_and_tracking_uri, register,
-                                       resolve_study)
+from orchestration.commands.fit import fit_study, parse_irreducible, read_name_and_tracking_uri, register, resolve_study
 
 
 def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_path, capsys):
@@ -16,8 +16,13 @@ def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_
     results = fit_study(synthetic_study["study"], synthetic_study["tracking_uri"], str(out), n_bootstrap=20)
     printed = capsys.readouterr().out
     assert "test_loss_last" in printed and "completed of 9 trials" in printed
-    for stem in ("scaling_vs_size", "frontier_test_loss_last", "per_scale_loss", "training_curves",
-                 "predicted_vs_actual"):
+    for stem in (
+        "scaling_vs_size",
+        "frontier_test_loss_last",
+        "per_scale_loss",
+        "training_curves",
+        "predicted_vs_actual",
+    ):
         assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.svg").stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     law = next(law for law in saved["laws"] if law["metric"] == "test_loss_last" and law["against"] == "N")

@@ -1,6 +1,7 @@
 """The loader reads what the orchestration layer actually writes: runs created by
-orchestration.tracking.StudyTracker and filled by orchestration.trial_logger.MlflowTrialCallback
+orchestration.tracking.StudyTracker and filled by orchestration.tracking.trial_callback.MlflowTrialCallback
 (no Ray, no training: the callback is driven directly with contract-shaped metrics)."""
+
 import math
 from pathlib import Path
 
@@ -20,24 +21,50 @@ def _drive_trial(callback, trial, diverge: bool):
     flops = trial.flops_per_image
     for step in range(1, 4):
         images = step * images_per_step
-        loss = 3.0 * trial.depth ** -0.3 * (1 + 1 / step)
-        callback.on_metrics(step, {"train_loss": loss, "lr": trial.lr, "images": images, "tokens": images * 21,
-                                   "flops": images * flops, "test_loss_last": loss, "test_loss_avg": 0.9 * loss,
-                                   "test_error_last": 0.9, "test_error_avg": 0.8, "test_loss_scale_00": 0.5 * loss})
-    final = {"final_test_loss_last": loss, "final_test_loss_avg": 0.9 * loss, "final_test_error_last": 0.9,
-             "final_test_error_avg": 0.8, "final_images": images, "final_tokens": images * 21,
-             "final_flops": images * flops, "final_test_loss_scale_00": 0.5 * loss}
+        loss = 3.0 * trial.depth**-0.3 * (1 + 1 / step)
+        callback.on_metrics(
+            step,
+            {
+                "train_loss": loss,
+                "lr": trial.lr,
+                "images": images,
+                "tokens": images * 21,
+                "flops": images * flops,
+                "test_loss_last": loss,
+                "test_loss_avg": 0.9 * loss,
+                "test_error_last": 0.9,
+                "test_error_avg": 0.8,
+                "test_loss_scale_00": 0.5 * loss,
+            },
+        )
+    final = {
+        "final_test_loss_last": loss,
+        "final_test_loss_avg": 0.9 * loss,
+        "final_test_error_last": 0.9,
+        "final_test_error_avg": 0.8,
+        "final_images": images,
+        "final_tokens": images * 21,
+        "final_flops": images * flops,
+        "final_test_loss_scale_00": 0.5 * loss,
+    }
     if diverge:
         final = {"final_train_loss": math.nan, "final_images": images}
-    callback.on_end(TrialResult(status="diverged" if diverge else "completed", metrics=final, steps=3,
-                                checkpoint_path="", message="loss was NaN" if diverge else ""))
+    callback.on_end(
+        TrialResult(
+            status="diverged" if diverge else "completed",
+            metrics=final,
+            steps=3,
+            checkpoint_path="",
+            message="loss was NaN" if diverge else "",
+        )
+    )
 
 
 def test_loader_reads_the_orchestration_writers(tmp_path):
-    study_spec = pytest.importorskip("orchestration.study_spec")
-    tracking = pytest.importorskip("orchestration.tracking")
-    trials_module = pytest.importorskip("orchestration.trials")
-    trial_logger = pytest.importorskip("orchestration.trial_logger")
+    study_spec = pytest.importorskip("orchestration.study.loading")
+    tracking = pytest.importorskip("orchestration.tracking.study_runs")
+    trials_module = pytest.importorskip("orchestration.study.trials")
+    trial_logger = pytest.importorskip("orchestration.tracking.trial_callback")
     if not FIXTURE.exists():
         pytest.skip(f"no study fixture at {FIXTURE}")
     spec = study_spec.load_study(str(FIXTURE), overrides=[f"storage={tmp_path / 'storage'}"])
@@ -66,7 +93,7 @@ def test_loader_reads_the_orchestration_writers(tmp_path):
 
     # `varscale fit` on this tiny, degenerate study (2 sizes x 2 budgets, one diverged) reports what
     # it cannot fit instead of failing, and still writes its files and logs to the parent run.
-    from orchestration.fit_command import fit_study
+    from orchestration.commands.fit import fit_study
 
     results = fit_study(spec.name, spec.tracking_uri, str(tmp_path / "fits"), n_bootstrap=5, echo=False)
     assert results["budgets"] == ["images=16", "images=32"]

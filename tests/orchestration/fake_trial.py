@@ -37,11 +37,18 @@ def fake_run_trial(config, callback=None, resume: bool = True, seconds_per_step:
         os.replace(temporary, checkpoint)
         callback.on_checkpoint(step, str(checkpoint))
     diverged = config.model.get("drop_path_rate") == 0.5  # a marker tests use to ask for divergence
-    metrics = {"final_test_loss_avg": 4.0 / math.sqrt(depth * steps), **{
-        f"final_{name}": value for name, value in cost.counters(steps).items()}}
+    metrics = {
+        "final_test_loss_avg": 4.0 / math.sqrt(depth * steps),
+        **{f"final_{name}": value for name, value in cost.counters(steps).items()},
+    }
     (output / "samples.png").write_bytes(b"\x89PNG fake")
-    result = TrialResult(status="diverged" if diverged else "completed", metrics=metrics, steps=steps,
-                         checkpoint_path=str(checkpoint), message="loss was NaN" if diverged else "")
+    result = TrialResult(
+        status="diverged" if diverged else "completed",
+        metrics=metrics,
+        steps=steps,
+        checkpoint_path=str(checkpoint),
+        message="loss was NaN" if diverged else "",
+    )
     callback.on_end(result)
     return result
 

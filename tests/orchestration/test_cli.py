@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.cli import build_parser, main
-from orchestration.ui import ui_command, ui_environment
+from orchestration.commands.ui import ui_command, ui_environment
 
 TINY = str(Path(__file__).parent / "fixtures" / "tiny_study.yaml")
 
@@ -14,9 +14,23 @@ TINY = str(Path(__file__).parent / "fixtures" / "tiny_study.yaml")
 def test_every_subcommand_is_registered():
     parser = build_parser()
     subcommands = next(action for action in parser._actions if action.dest == "command").choices
-    assert {"dry-run", "launch", "status", "ui", "demo", "fit", "bench", "train", "tokenizer", "sample"} <= set(subcommands)
-    arguments = parser.parse_args(["launch", TINY, "--address", "10.0.0.5:6379", "--max-concurrent", "3",
-                                   "--set", "seeds=[0,1]", "--set", "model.depths=[2]"])
+    assert {"dry-run", "launch", "status", "ui", "demo", "fit", "bench", "train", "tokenizer", "sample"} <= set(
+        subcommands
+    )
+    arguments = parser.parse_args(
+        [
+            "launch",
+            TINY,
+            "--address",
+            "10.0.0.5:6379",
+            "--max-concurrent",
+            "3",
+            "--set",
+            "seeds=[0,1]",
+            "--set",
+            "model.depths=[2]",
+        ]
+    )
     assert (arguments.address, arguments.max_concurrent) == ("10.0.0.5:6379", 3)
     assert arguments.overrides == ["seeds=[0,1]", "model.depths=[2]"]
 
@@ -41,8 +55,7 @@ def test_ui_binds_localhost_with_one_worker_and_no_job_runner():
 
 @pytest.mark.parametrize("uri", ["http://bob:hunter2@mlflow.internal:5000"])
 def test_credentials_never_reach_the_saved_spec(tmp_path, uri):
-    from orchestration.resolved import spec_to_yaml
-    from orchestration.study_spec import load_study
+    from orchestration.study.loading import load_study, spec_to_yaml
 
     spec = load_study(TINY, [f"storage={tmp_path}", f"tracking_uri={uri}"])
     saved = spec_to_yaml(spec)

@@ -1,0 +1,1 @@
+"""Subcommands of `varscale` with more than a few lines of their own (fit, ui)."""

@@ -1,0 +1,289 @@
+"""`varscale launch`: the tokenizer stage once, then every trial of the study as a Ray task.
+
+Why plain Ray tasks and not Ray Tune: a study here is a fixed grid, not a search, so Tune's
+value (search algorithms, schedulers) goes unused while its costs are real: 8 one-second
+trials took 12-33 s under Tune vs 5 s as tasks on this machine, its MLflow callback duplicated
+runs after a restore, and it changes the working directory of trials (docs/ARCHITECTURE.md, measured).
+Tasks give what a study needs directly: per-trial resources (fractional CPUs/GPUs, custom
+resources), automatic resubmission when a worker or node dies (`max_retries`), and no retry
+of Python exceptions (a bug fails the same way twice; a divergence is a result). Resume is
+ours: the trial key is the identity, its checkpoint folder and MLflow run are found by key,
+so a retried or relaunched trial continues its checkpoint in its own run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+import ray
+
+from analysis.mlflow_schema import (
+    BUDGET_KIND_TAG,
+    DRY_RUN_FILE,
+    FAILED,
+    FINISHED_STATUSES,
+    RESOLVED_SPEC_FILE,
+    RUNNING,
+    STATUS_TAG,
+    TOKENIZER_METRIC_PREFIX,
+    TOKENIZER_STAGE_FILE,
+    TRIAL_CONFIG_FILE,
+    TRIAL_COUNT_TAG,
+    redact_uri,
+)
+from analysis.text import counts_text
+from orchestration.execution.progress import Progress
+from orchestration.execution.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
+from orchestration.execution.study_lock import StudyLock
+from orchestration.execution.tokenizer_task import run_tokenizer_stage
+from orchestration.execution.torchrun import execute_data_parallel
+from orchestration.execution.trial_task import TrialRequest, execute_trial
+from orchestration.study.dry_run import dry_run_table
+from orchestration.study.loading import spec_to_yaml
+from orchestration.study.spec import StudySpec
+from orchestration.study.trial_config import build_trial_config, plan_study, trial_output_dir
+from orchestration.study.trials import TrialSpec
+from orchestration.tracking.study_runs import StudyTracker, git_revision
+from var_model.errors import ConfigError
+
+
+@dataclass
+class LaunchResult:
+    statuses: dict[str, str] = field(default_factory=dict)  # trial key -> completed/diverged/failed/skipped
+    results: dict[str, dict] = field(default_factory=dict)  # trial key -> what the task returned
+    errors: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    token_cache: str = ""
+    ray_start_seconds: float = 0.0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and not self.interrupted
+
+    def summary(self, name: str) -> str:
+        """'smoke: 3 completed, 1 failed (0 finished earlier) in 12.3 s'"""
+        return (
+            f"{name}: {counts_text(list(self.statuses.values()))} ({len(self.skipped)} finished earlier) "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def _remote_trial(request: TrialRequest, trial_function: Callable | None) -> dict:
+    if request.gpus > 1:
+        return execute_data_parallel(request)
+    return execute_trial(request, trial_function)
+
+
+def _task_options(trial: TrialSpec, max_retries: int) -> dict:
+    options = {
+        "num_cpus": trial.cpus,
+        "max_retries": max_retries,
+        "retry_exceptions": False,
+        "name": f"trial {trial.key}",
+    }
+    if trial.gpus:
+        options["num_gpus"] = trial.gpus
+    custom = {name: amount for name, amount in trial.custom_resources.items() if amount}
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def _save_resolved(spec: StudySpec) -> str:
+    path = Path(spec.storage, RESOLVED_SPEC_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(spec_to_yaml(spec))
+    os.replace(temporary, path)  # atomic: a concurrent reader never sees half a file
+    return str(path)
+
+
+def launch(
+    spec: StudySpec,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    dashboard: bool = False,
+    stream: TextIO | None = None,
+    trial_function: Callable | None = None,
+    tokenizer_function: Callable | None = None,
+    poll_seconds: float = 1.0,
+) -> LaunchResult:
+    """Run every unfinished trial of `spec`; `trial_function` defaults to the real trainer."""
+    with StudyLock(spec.storage, spec.name):
+        return _launch_locked(
+            spec, address, max_concurrent, dashboard, stream, trial_function, tokenizer_function, poll_seconds
+        )
+
+
+def _launch_locked(
+    spec: StudySpec,
+    address: str | None,
+    max_concurrent: int | None,
+    dashboard: bool,
+    stream: TextIO | None,
+    trial_function: Callable | None,
+    tokenizer_function: Callable | None,
+    poll_seconds: float,
+) -> LaunchResult:
+    stream = stream or sys.stdout
+    result = LaunchResult()
+    started = time.monotonic()
+    trials = plan_study(spec)
+    _save_resolved(spec)
+    tracker = StudyTracker(spec)
+    tracker.start_parent()
+    reconciled = tracker.reconcile()
+    if reconciled:
+        stream.write(f"marked {len(reconciled)} runs left RUNNING by a stopped launch as KILLED: {reconciled}\n")
+    tracker.client.log_artifact(tracker.parent_run_id, str(Path(spec.storage, RESOLVED_SPEC_FILE)))
+    tracker.log_parent_artifact_text(dry_run_table(spec), DRY_RUN_FILE)
+    tracker.log_parent_tags({TRIAL_COUNT_TAG: len(trials), BUDGET_KIND_TAG: spec.budgets.kind})
+    stream.write(
+        f"study {spec.name}: {len(trials)} trials, MLflow {redact_uri(spec.tracking_uri)}, storage {spec.storage}\n"
+    )
+
+    existing = tracker.trial_runs()
+    todo = [
+        trial
+        for trial in trials
+        if existing.get(trial.key) is None or existing[trial.key].data.tags.get(STATUS_TAG) not in FINISHED_STATUSES
+    ]
+    todo_keys = {trial.key for trial in todo}
+    progress = Progress(spec.name, {trial.key: trial.flops for trial in trials}, stream)
+    for trial in trials:
+        if trial.key not in todo_keys:
+            status = existing[trial.key].data.tags[STATUS_TAG]
+            progress.skip(trial.key, status)
+            result.statuses[trial.key] = status
+            result.skipped.append(trial.key)
+    if not todo:
+        stream.write(f"all {len(trials)} trials already finished; nothing to run\n")
+        tracker.finish_parent()
+        result.seconds = time.monotonic() - started
+        return result
+
+    started_ray = not ray.is_initialized()
+    refs: dict = {}
+    run_ids: dict[str, str] = {}
+    try:
+        result.ray_start_seconds = start_ray(address=address, dashboard=dashboard)
+        if started_ray:
+            stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
+        check_resources(todo, node_resources())
+        result.token_cache = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
+        revision = git_revision()
+        run_ids = {
+            trial.key: (
+                existing[trial.key].info.run_id if trial.key in existing else tracker.create_trial_run(trial, revision)
+            )
+            for trial in todo
+        }
+        remote = ray.remote(_remote_trial)
+        pending = submission_order(todo)
+        limit = max_concurrent or default_concurrency(todo, ray.cluster_resources())
+        progress.started = time.monotonic()  # the ETA's clock: trials only, not Ray's start
+        progress.show(force=True)
+        while pending or refs:
+            while pending and len(refs) < limit:
+                trial = pending.pop(0)
+                config = build_trial_config(spec, trial, result.token_cache)
+                Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+                config.to_yaml(Path(config.output_dir, TRIAL_CONFIG_FILE))
+                request = TrialRequest(
+                    key=trial.key,
+                    run_id=run_ids[trial.key],
+                    tracking_uri=spec.tracking_uri,
+                    output_dir=trial_output_dir(spec, trial),
+                    threads=trial.threads,
+                    trial_config=config,
+                    gpus=trial.gpus,
+                )
+                ref = remote.options(**_task_options(trial, spec.resources.max_retries)).remote(request, trial_function)
+                refs[ref] = trial
+                progress.set(trial.key, RUNNING)
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=poll_seconds)
+            for ref in ready:
+                trial = refs.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                    result.results[trial.key] = outcome
+                    result.statuses[trial.key] = outcome["status"]
+                    progress.set(trial.key, outcome["status"])
+                except Exception as error:  # a trial's failure is recorded; the study goes on
+                    result.errors[trial.key] = f"{type(error).__name__}: {error}"
+                    result.statuses[trial.key] = FAILED
+                    progress.set(trial.key, FAILED)
+                    tracker.mark(run_ids[trial.key], FAILED, result.errors[trial.key])
+            progress.show()
+        tracker.finish_parent()
+    except KeyboardInterrupt:
+        # Ctrl-C: stop the workers, leave every unfinished run resumable, and say how.
+        result.interrupted = True
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        for trial in refs.values():
+            tracker.mark(run_ids[trial.key], FAILED, "interrupted (Ctrl-C); relaunch to resume")
+        tracker.finish_parent(interrupted=True)
+        stream.write(
+            "\ninterrupted: unfinished trials keep their checkpoints; run the same launch "
+            "command again to resume them\n"
+        )
+    except Exception:
+        # Ray did not start, a resource check failed, the tokenizer stage failed...: the study
+        # stays resumable; its parent run must not stay RUNNING.
+        tracker.finish_parent(interrupted=True)
+        raise
+    finally:
+        progress.close()
+        if started_ray and ray.is_initialized():
+            ray.shutdown()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def submission_order(trials: list) -> list:
+    """Costliest trials first (longest-processing-time order): started last, the biggest trial
+    would run alone at the end while the other slots idle, minutes on a small box. Ties keep
+    the study's order, so a relaunch submits in the same order."""
+    return sorted(trials, key=lambda trial: trial.flops, reverse=True)
+
+
+def _tokenizer_stage(
+    spec: StudySpec, tracker: StudyTracker, tokenizer_function: Callable | None, stream: TextIO
+) -> str:
+    """Build (or reuse) the study's token cache once, in a Ray task, on the shared storage."""
+    function = tokenizer_function or run_tokenizer_stage
+    wants_gpu = any(amount for _, amount in spec.resources.gpus.steps)
+    gpus = 1 if wants_gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    # The largest CPU share any node can give, up to 4: tokenising is the stage's bulk work.
+    cpus = min(4.0, max(node.get("CPU", 0.0) for node in node_resources()))
+    started = time.monotonic()
+    stage = ray.get(
+        ray.remote(function).options(num_cpus=cpus, num_gpus=gpus, max_retries=1, name="tokenizer stage").remote(spec)
+    )
+    reused = "reused" if stage.get("reused_cache") else "built"
+    stream.write(f"token cache {reused} in {time.monotonic() - started:.1f} s: {stage['cache_path']}\n")
+    tracker.log_parent_artifact_text(json.dumps(stage, indent=2, default=str), TOKENIZER_STAGE_FILE)
+    numbers = {
+        f"{TOKENIZER_METRIC_PREFIX}{name}": value
+        for name, value in {**stage.get("report", {}), **stage.get("baselines", {})}.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    }
+    tracker.log_parent_metrics(numbers)
+    cache_classes = stage.get("num_classes")
+    if cache_classes is not None and int(cache_classes) != spec.model.num_classes:
+        # The trainer builds the VAR with the cache's classes, while the dry-run and the params
+        # logged to MLflow (params_total: N in every fit) use model.num_classes.
+        raise ConfigError(
+            f"model.num_classes: {spec.model.num_classes}, but the token cache has {cache_classes} classes "
+            f"(from the data); set model.num_classes: {cache_classes} so that logged model sizes are right"
+        )
+    return stage["cache_path"]

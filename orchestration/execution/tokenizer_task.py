@@ -1,0 +1,49 @@
+"""The tokenizer stage of a study, run once as a Ray task before any trial.
+
+It maps the study's `data` and `tokenizer` sections onto var_model's TokenizerStageConfig and
+runs var_model.tokenizer.run_tokenizer_stage, which trains (or loads) the VQVAE and builds the
+token cache under `<storage>/token_cache/`. Both products are content-addressed there, so a
+relaunch reuses them, and every node's trials read the same cache from the shared storage.
+"""
+
+from __future__ import annotations
+
+import os
+
+from orchestration.study.spec import StudySpec
+from orchestration.study.trial_config import token_cache_dir
+from orchestration.study.trials import tokenizer_config
+from var_model.tokenizer import TokenCache, TokenizerStageConfig
+from var_model.tokenizer import run_tokenizer_stage as run_stage
+from var_model.tokenizer.training import TokenizerTrainingConfig
+
+
+def tokenizer_stage_config(spec: StudySpec, threads: int = 1) -> TokenizerStageConfig:
+    return TokenizerStageConfig(
+        data=spec.data,
+        vqvae=tokenizer_config(spec),
+        cache_root=token_cache_dir(spec),
+        kind=spec.tokenizer.kind,
+        training=TokenizerTrainingConfig(**spec.tokenizer.training),
+        vqvae_path=spec.tokenizer.vqvae_path,
+        encode_batch_size=spec.tokenizer.encode_batch_size,
+        device="auto",
+        threads=threads,
+    )
+
+
+def run_tokenizer_stage(spec: StudySpec) -> dict:
+    """Returns {cache_path, report, baselines, reused_tokenizer, reused_cache, seconds, num_classes}."""
+    # Ray sets OMP_NUM_THREADS to the task's CPU share; torch threads follow it.
+    threads = max(1, int(float(os.environ.get("OMP_NUM_THREADS", "1"))))
+    result = run_stage(tokenizer_stage_config(spec, threads))
+    return {
+        "cache_path": result.cache_path,
+        "report": result.report,
+        "baselines": result.baselines,
+        "reused_tokenizer": result.reused_tokenizer,
+        "reused_cache": result.reused_cache,
+        "seconds": result.cache_build_seconds,
+        # The trainer sizes the VAR's class embedding from the cache, not from the spec.
+        "num_classes": TokenCache.open(result.cache_path, verify=False).num_classes,
+    }

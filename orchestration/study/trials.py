@@ -1,0 +1,153 @@
+"""Expand a study into its trials: one TrialSpec per (depth, budget, seed), fully resolved.
+
+The trial key (`d8-b1e12-s0`) is a trial's identity everywhere: the MLflow child run's tag,
+the checkpoint folder, the retry and resume bookkeeping. It depends only on depth, budget and
+seed, so changing the recipe of a study and relaunching resumes the same trials: change the
+study name for a new experiment.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from orchestration.study.geometry import vqvae_config
+from orchestration.study.spec import StudySpec
+from var_model.config import VARConfig, VQVAEConfig
+from var_model.counting import flops_per_image, param_counts
+from var_model.errors import ConfigError
+from var_model.training.budget import StepCost, steps_for_budget
+
+
+def format_budget(value: float) -> str:
+    """1e12 -> '1e12', 2.5e11 -> '2.5e11', 12000 -> '12000' (short, stable, filesystem-safe)."""
+    if value == int(value) and value < 1e6:
+        return str(int(value))
+    text = f"{value:.4g}"
+    return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
+
+
+def trial_key(depth: int, budget_value: float, seed: int) -> str:
+    return f"d{depth}-b{format_budget(budget_value)}-s{seed}"
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    key: str
+    depth: int
+    width: int
+    heads: int
+    seed: int
+    budget_kind: str
+    budget_value: float
+    steps: int
+    batch_size: int
+    base_lr: float
+    lr: float
+    warmup_steps: int
+    final_lr_fraction: float
+    params_total: int
+    params_per_token: int
+    flops_per_image: int  # training FLOPs per image (forward + backward), counted per layer
+    flops_per_image_6n: int  # the 6 * N * L rule of thumb, for comparison
+    images: int
+    tokens: int
+    flops: float  # total training FLOPs of the trial
+    cpus: float
+    gpus: float
+    custom_resources: dict = field(default_factory=dict)
+    var_config: VARConfig | None = None
+
+    @property
+    def threads(self) -> int:
+        # One torch thread per whole CPU the trial holds: more threads than the CPU share
+        # only makes trials packed on one node fight over cores.
+        return max(1, int(math.floor(self.cpus)))
+
+    def estimated_seconds(self, gpu_flops_per_second: float, cpu_flops_per_second: float) -> float:
+        if self.gpus:
+            # a fraction of a GPU gets that fraction of its throughput
+            return self.flops / (gpu_flops_per_second * self.gpus)
+        return self.flops / (cpu_flops_per_second * self.threads)
+
+
+def _steps_for(spec: StudySpec, budget: float, cost: StepCost, depth: int) -> int:
+    # The trainer's own rule (var_model.training.budget), so dry-run and training agree.
+    try:
+        return steps_for_budget(spec.budgets.kind, budget, cost)
+    except ConfigError as error:
+        raise ConfigError(
+            f"budgets.values: {spec.budgets.kind} budget {format_budget(budget)} gives 0 steps at depth "
+            f"{depth} with recipe.batch_size {cost.images}: {error}"
+        ) from None
+
+
+def tokenizer_config(spec: StudySpec) -> VQVAEConfig:
+    """The study's tokenizer architecture (its preset, overrides, resolution and scales)."""
+    return vqvae_config(spec.tokenizer.preset, spec.tokenizer.overrides, spec.data.resolution, spec.model.patch_nums)
+
+
+def var_config_for(spec: StudySpec, depth: int) -> VARConfig:
+    model = spec.model
+    width = model.width_per_depth * depth
+    tokenizer = tokenizer_config(spec)
+    try:
+        return VARConfig.for_vqvae(
+            tokenizer,
+            depth=depth,
+            width=width,
+            num_heads=width // model.head_dim,
+            num_classes=model.num_classes,
+            **model.overrides,
+        )
+    except TypeError as error:
+        raise ConfigError(f"model.overrides: {error}") from None
+
+
+def expand(spec: StudySpec) -> list[TrialSpec]:
+    """All trials of the study, ordered by depth, budget, seed (the launch order)."""
+    trials = []
+    for depth in sorted(spec.model.depths):
+        config = var_config_for(spec, depth)
+        counts = param_counts(config)
+        image_flops = int(flops_per_image(config, training=True))
+        tokens_per_image = config.sequence_length
+        batch_size = spec.recipe.batch_size.at(depth)
+        for budget in spec.budgets.for_depth(depth):
+            cost = StepCost.for_batch(batch_size, tokens_per_image, image_flops)
+            steps = _steps_for(spec, budget, cost, depth)
+            images = steps * batch_size
+            for seed in spec.seeds:
+                trials.append(
+                    TrialSpec(
+                        key=trial_key(depth, budget, seed),
+                        depth=depth,
+                        width=config.width,
+                        heads=config.num_heads,
+                        seed=seed,
+                        budget_kind=spec.budgets.kind,
+                        budget_value=budget,
+                        steps=steps,
+                        batch_size=batch_size,
+                        base_lr=spec.recipe.base_lr.at(depth),
+                        lr=spec.recipe.lr(depth),
+                        warmup_steps=int(round(spec.recipe.warmup_fraction * steps)),
+                        final_lr_fraction=spec.recipe.final_lr_fraction.at(depth),
+                        params_total=int(counts["total"]),
+                        params_per_token=int(counts["per_token"]),
+                        flops_per_image=image_flops,
+                        flops_per_image_6n=6 * int(counts["total"]) * tokens_per_image,
+                        images=images,
+                        tokens=images * tokens_per_image,
+                        flops=float(images) * image_flops,
+                        cpus=spec.resources.cpus.at(depth),
+                        gpus=spec.resources.gpus.at(depth),
+                        custom_resources={name: rule.at(depth) for name, rule in spec.resources.custom.items()},
+                        var_config=config,
+                    )
+                )
+    keys = [trial.key for trial in trials]
+    duplicates = sorted({key for key in keys if keys.count(key) > 1})
+    if duplicates:
+        raise ConfigError(f"budgets.values: budgets that print the same give duplicate trial keys {duplicates}")
+    return trials

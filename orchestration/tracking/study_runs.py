@@ -1,0 +1,192 @@
+"""MLflow on the driver side: the store, the study's parent run, one child run per trial.
+
+Schema (analysis.mlflow_schema; docs/ARCHITECTURE.md): experiment = study name; parent run
+tagged `varscale.kind=study`; child runs tagged `varscale.kind=trial`, `varscale.trial_key`,
+`varscale.status`, `mlflow.parentRunId`, with typed params logged here, at creation.
+
+Why the driver creates everything first: 8 processes opening a NEW SQLite store at once lose 7
+of 8 to a schema-migration race (docs/ARCHITECTURE.md, measured). The driver creates the store, the
+experiment, the parent and every child run before any trial starts; trials then only append
+metrics, tags and artifacts to their own run by explicit run id (tracking.trial_callback),
+which concurrent SQLite writers do safely (tests/orchestration/test_tracking.py measures it).
+The trial key is the identity: a relaunch finds the child run by its tag and reuses it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from analysis.mlflow_schema import (
+    FAILED,
+    FAILURE_TAG,
+    FAILURE_TAIL_LIMIT,
+    FINISHED_STATUSES,
+    KIND_TAG,
+    PARENT_RUN_TAG,
+    PENDING,
+    STATUS_TAG,
+    STUDY_KIND,
+    STUDY_TAG,
+    TERMINAL_RUN_STATUS,
+    TRIAL_KEY_TAG,
+    TRIAL_KIND,
+)
+from orchestration.study.spec import StudySpec
+from orchestration.study.trials import TrialSpec
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_path(tracking_uri: str) -> str | None:
+    """The database file of a local SQLite store, None for any other store."""
+    return tracking_uri[len(SQLITE_PREFIX) :] if tracking_uri.startswith(SQLITE_PREFIX) else None
+
+
+def git_revision() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def trial_params(trial: TrialSpec, revision: str) -> dict[str, str]:
+    """The child run's params, named as in analysis.mlflow_schema.TRIAL_PARAMS (strings in
+    MLflow; analysis.loader casts them back)."""
+    return {
+        "depth": trial.depth,
+        "width": trial.width,
+        "heads": trial.heads,
+        "params_total": trial.params_total,
+        "params_per_token": trial.params_per_token,
+        "flops_per_image": trial.flops_per_image,
+        "flops_per_image_6n": trial.flops_per_image_6n,
+        "budget_kind": trial.budget_kind,
+        "budget_value": repr(float(trial.budget_value)),
+        "steps": trial.steps,
+        "batch_size": trial.batch_size,
+        "lr": repr(trial.lr),
+        "base_lr": repr(trial.base_lr),
+        "seed": trial.seed,
+        "git_revision": revision,
+        "warmup_steps": trial.warmup_steps,
+        "final_lr_fraction": repr(trial.final_lr_fraction),
+        "cpus": trial.cpus,
+        "gpus": trial.gpus,
+    }
+
+
+def ensure_store(tracking_uri: str, storage: str) -> None:
+    """Create a local SQLite store once, from this process alone (see the module docstring)."""
+    Path(storage).mkdir(parents=True, exist_ok=True)
+    if sqlite_path(tracking_uri):
+        Path(sqlite_path(tracking_uri)).parent.mkdir(parents=True, exist_ok=True)
+    # Any query opens the store, which creates and migrates the schema.
+    MlflowClient(tracking_uri).search_experiments(max_results=1)
+
+
+class StudyTracker:
+    """The driver's handle on one study's MLflow experiment."""
+
+    def __init__(self, spec: StudySpec, schedule: str | None = None):
+        self.spec = spec
+        self.schedule = schedule or spec.recipe.schedule
+        ensure_store(spec.tracking_uri, spec.storage)
+        self.client = MlflowClient(spec.tracking_uri)
+        self.experiment_id = self._experiment()
+        self.parent_run_id: str | None = None
+
+    def _experiment(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.spec.name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        location = None
+        if self.spec.tracking_uri.startswith("sqlite:"):
+            # Artifacts next to the database in the study's storage (not ./mlruns of whatever
+            # directory a Ray worker happens to run in).
+            location = Path(self.spec.storage, "mlartifacts").resolve().as_uri()
+        return self.client.create_experiment(self.spec.name, artifact_location=location)
+
+    def _search(self, filter_string: str) -> list:
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
+
+    def start_parent(self) -> str:
+        runs = self._search(f"tags.`{KIND_TAG}` = '{STUDY_KIND}'")
+        if runs:
+            self.parent_run_id = sorted(runs, key=lambda run: run.info.start_time)[0].info.run_id
+            self.client.update_run(self.parent_run_id, status="RUNNING")
+        else:
+            run = self.client.create_run(
+                self.experiment_id, run_name=self.spec.name, tags={KIND_TAG: STUDY_KIND, STUDY_TAG: self.spec.name}
+            )
+            self.parent_run_id = run.info.run_id
+        return self.parent_run_id
+
+    def trial_runs(self) -> dict[str, object]:
+        """Child runs by trial key (one per key; the oldest wins if a crash ever made two)."""
+        found: dict[str, object] = {}
+        for run in sorted(self._search(f"tags.`{KIND_TAG}` = '{TRIAL_KIND}'"), key=lambda run: run.info.start_time):
+            found.setdefault(run.data.tags.get(TRIAL_KEY_TAG), run)
+        return found
+
+    def create_trial_run(self, trial: TrialSpec, revision: str) -> str:
+        assert self.parent_run_id is not None, "start_parent() first"
+        tags = {
+            KIND_TAG: TRIAL_KIND,
+            STUDY_TAG: self.spec.name,
+            TRIAL_KEY_TAG: trial.key,
+            STATUS_TAG: PENDING,
+            PARENT_RUN_TAG: self.parent_run_id,
+        }
+        run = self.client.create_run(self.experiment_id, run_name=trial.key, tags=tags)
+        params = dict(trial_params(trial, revision), schedule=self.schedule)
+        self.client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in params.items()])
+        return run.info.run_id
+
+    def reconcile(self, live_keys: set[str] = frozenset()) -> list[str]:
+        """Runs left RUNNING by a killed driver are marked KILLED (they resume on relaunch)."""
+        reconciled = []
+        for key, run in self.trial_runs().items():
+            unfinished = run.data.tags.get(STATUS_TAG) not in FINISHED_STATUSES
+            if run.info.status == "RUNNING" and unfinished and key not in live_keys:
+                self.client.set_tag(run.info.run_id, STATUS_TAG, FAILED)
+                self.client.set_tag(run.info.run_id, FAILURE_TAG, "interrupted (driver stopped)")
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                reconciled.append(key)
+        return reconciled
+
+    def mark(self, run_id: str, status: str, failure: str | None = None) -> None:
+        self.client.set_tag(run_id, STATUS_TAG, status)
+        if failure:
+            self.client.set_tag(run_id, FAILURE_TAG, failure[-FAILURE_TAIL_LIMIT:])
+        mlflow_status = TERMINAL_RUN_STATUS.get(status)
+        if mlflow_status:
+            self.client.set_terminated(run_id, status=mlflow_status)
+
+    def log_parent_artifact_text(self, text: str, file_name: str) -> None:
+        self.client.log_text(self.parent_run_id, text, file_name)
+
+    def finish_parent(self, interrupted: bool = False) -> None:
+        self.client.set_terminated(self.parent_run_id, status="KILLED" if interrupted else "FINISHED")
+
+    def log_parent_metrics(self, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.parent_run_id, metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()]
+        )
+
+    def log_parent_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])

@@ -1,0 +1,107 @@
+"""MLflow on the trial side: a TrialCallback that writes into one existing child run.
+
+The driver created the run (tracking.study_runs); this callback only appends to it by its
+explicit run id, with one `log_batch` per event (one SQLite transaction, ~20-35 ms), so a
+resumed or retried trial writes into the same run and concurrent trials never create schema.
+A resume may re-log steps between the last checkpoint and the crash: readers keep the last
+value per step (docs/ARCHITECTURE.md, measured), and the checkpoint's step is recorded as a tag.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from analysis.mlflow_schema import (
+    CHECKPOINT_STEP_TAG,
+    MESSAGE_TAG,
+    NODE_TAG,
+    PARAM_VALUE_LIMIT,
+    PID_TAG,
+    RESUMED_STEP_TAG,
+    STEPS_DONE_TAG,
+    TAG_VALUE_LIMIT,
+    TRAINER_VALUE_TAG_PREFIX,
+    TRIAL_CONFIG_FILE,
+)
+from var_model.training.callbacks import TrialCallback
+from var_model.training.result import RESULT_FILE
+from var_model.training.trainer import METRICS_FILE
+
+SAMPLE_GRID_NAMES = ("samples.png", "sample_grid.png")
+# The trial's files logged as artifacts of its run at the end, when they exist.
+TRIAL_FILES = (*SAMPLE_GRID_NAMES, TRIAL_CONFIG_FILE, METRICS_FILE, RESULT_FILE)
+
+
+class MlflowTrialCallback(TrialCallback):
+    def __init__(self, tracking_uri: str, run_id: str, output_dir: str):
+        self.client = MlflowClient(tracking_uri)
+        self.run_id = run_id
+        self.output_dir = Path(output_dir)
+
+    def _batch(self, metrics=(), params=(), tags=()) -> None:
+        self.client.log_batch(self.run_id, metrics=list(metrics), params=list(params), tags=list(tags))
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        # The driver logged the spec's params at creation; add only the trainer's extra ones.
+        # Re-logging a param with a different value is an MLflow error, so existing keys are
+        # compared instead and a disagreement is recorded as a tag (visible, never fatal).
+        logged = self.client.get_run(self.run_id).data.params
+        new_params, tags = (
+            [],
+            [
+                RunTag(NODE_TAG, socket.gethostname()),
+                RunTag(PID_TAG, str(os.getpid())),
+                RunTag(RESUMED_STEP_TAG, str(int(info.get("resumed_step", 0)))),
+            ],
+        )
+        for key, value in info.items():
+            if not isinstance(value, (int, float, str, bool)) or key == "resumed_step":
+                continue
+            text = str(value)
+            if key not in logged:
+                new_params.append(Param(key, text[:PARAM_VALUE_LIMIT]))
+            elif logged[key] != text and not _same_number(logged[key], text):
+                tags.append(RunTag(f"{TRAINER_VALUE_TAG_PREFIX}{key}", text[:TAG_VALUE_LIMIT]))
+        self._batch(params=new_params, tags=tags)
+
+    def on_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        # NaN is a legitimate value to log (a diverging loss); MLflow stores it.
+        self._batch(
+            metrics=[
+                Metric(key, float(value), now, int(step))
+                for key, value in metrics.items()
+                if isinstance(value, (int, float))
+            ]
+        )
+
+    def on_checkpoint(self, step: int, path: str) -> None:
+        self._batch(tags=[RunTag(CHECKPOINT_STEP_TAG, str(int(step)))])
+
+    def on_end(self, result) -> None:
+        now = int(time.time() * 1000)
+        finals = [Metric(key, float(value), now, int(result.steps)) for key, value in result.metrics.items()]
+        self._batch(metrics=finals, tags=[RunTag(STEPS_DONE_TAG, str(result.steps))])
+        if result.message:
+            self.client.set_tag(self.run_id, MESSAGE_TAG, result.message[:TAG_VALUE_LIMIT])
+        for name in TRIAL_FILES:
+            if (self.output_dir / name).is_file():
+                self.client.log_artifact(self.run_id, str(self.output_dir / name))
+        # The status tag and terminal status are set by the task wrapper after on_end returns,
+        # so a crash inside on_end leaves the trial unfinished (it will be resumed).
+
+
+def _same_number(first: str, second: str) -> bool:
+    try:
+        a, b = float(first), float(second)
+    except ValueError:
+        return False
+    return a == b or math.isclose(a, b, rel_tol=1e-9)
