@@ -1,5 +1,6 @@
 """The conda environment and pyproject must name the same dependencies, and the install
 recipe must keep torch pinned (an open 'torch' requirement pulls a multi-GB CUDA build)."""
+
 import re
 import tomllib
 from pathlib import Path
