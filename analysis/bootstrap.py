@@ -144,24 +144,12 @@ def bootstrap_fit(
             predictions.append(prediction)
     if not records:
         raise FitError(f"every one of {n_resamples} bootstrap resamples failed to fit")
-    samples = pd.DataFrame.from_records(records)
-    prediction_samples = np.stack(predictions) if predictions else None
-    return BootstrapResult(
-        estimate=estimate,
-        samples=samples,
-        intervals=percentile_intervals(samples, confidence),
-        confidence=confidence,
-        n_resamples=n_resamples,
-        n_failed=n_failed,
-        seed=seed,
-        prediction_samples=prediction_samples,
-        prediction_intervals=_prediction_intervals(prediction_samples, confidence),
-        options={
-            "fit_function": getattr(fit_function, "__name__", str(fit_function)),
-            "resample_unit": "run" if groups is not None else "row",
-            **fit_options,
-        },
-    )
+    options = {
+        "fit_function": getattr(fit_function, "__name__", str(fit_function)),
+        "resample_unit": "run" if groups is not None else "row",
+        **fit_options,
+    }
+    return _result(estimate, records, predictions, confidence, n_resamples, n_failed, seed, options)
 
 
 def bootstrap_chinchilla(
@@ -209,10 +197,21 @@ def bootstrap_chinchilla(
             predictions.append(np.atleast_1d(resample_fit.predict(*predict_at)))
     if not records:
         raise FitError(f"no bootstrap resample of the Chinchilla fit converged (of {n_resamples})")
-    samples = pd.DataFrame.from_records(records)
     estimate = dict(fit.parameters())
     if derived is not None:
         estimate.update(derived(fit))
+    options = {
+        "fit_function": "fit_chinchilla",
+        "huber_delta": huber_delta,
+        "resample_unit": "run" if groups is not None else "row",
+        "start": "full-data optimum",
+    }
+    return _result(estimate, records, predictions, confidence, n_resamples, int((~ok).sum()), seed, options)
+
+
+def _result(estimate, records, predictions, confidence, n_resamples, n_failed, seed, options) -> BootstrapResult:
+    """The resamples' parameter records (and predictions) as a BootstrapResult with intervals."""
+    samples = pd.DataFrame.from_records(records)
     prediction_samples = np.stack(predictions) if predictions else None
     return BootstrapResult(
         estimate=estimate,
@@ -220,16 +219,11 @@ def bootstrap_chinchilla(
         intervals=percentile_intervals(samples, confidence),
         confidence=confidence,
         n_resamples=n_resamples,
-        n_failed=int((~ok).sum()),
+        n_failed=n_failed,
         seed=seed,
         prediction_samples=prediction_samples,
         prediction_intervals=_prediction_intervals(prediction_samples, confidence),
-        options={
-            "fit_function": "fit_chinchilla",
-            "huber_delta": huber_delta,
-            "resample_unit": "run" if groups is not None else "row",
-            "start": "full-data optimum",
-        },
+        options=options,
     )
 
 

@@ -54,26 +54,6 @@ from var_model.training.schedules import SCHEDULES
 
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEVICES = ("auto", "cpu", "cuda")
-# TrialConfig fields the study decides per trial; the `trial:` section may set the others.
-STUDY_SET_TRIAL_FIELDS = frozenset(
-    {
-        "token_cache",
-        "output_dir",
-        "model",
-        "budget_kind",
-        "budget_value",
-        "batch_size",
-        "base_lr",
-        "schedule",
-        "warmup_fraction",
-        "final_lr_fraction",
-        "weight_decay",
-        "grad_clip",
-        "seed",
-        "device",
-        "threads",
-    }
-)
 # VARConfig fields the study derives (depths, the width rule, the tokenizer, the data).
 STUDY_SET_MODEL_FIELDS = frozenset(
     {"depth", "width", "num_heads", "codebook_size", "latent_channels", "patch_nums", "num_classes"}
@@ -91,9 +71,10 @@ TOKENIZER_STAGE_DEFAULTS = _defaults(TokenizerStageConfig)
 
 
 class Section(BaseModel):
-    """A section of a study file: frozen, and an unknown key is an error."""
+    """A section of a study file: frozen, an unknown key is an error, and defaults are validated
+    like written values (so a rule's default is written as a plain value)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 def _data_config(value: Any) -> DataConfig:
@@ -215,13 +196,17 @@ class BudgetSpec(Section):
 
 
 class RecipeSpec(Section):
-    """Training hyper-parameters as rules of depth (the paper's recipe: docs/STUDIES.md)."""
+    """Training hyper-parameters as rules of depth (the paper's recipe: docs/STUDIES.md).
+
+    Every field is the TrialConfig field of the same name, resolved at the trial's depth: a new
+    recipe setting is one field here, with its default read from TrialConfig.
+    """
 
     batch_size: depth_rule(PositiveInteger)
     base_lr: depth_rule(PositiveNumber)  # lr = base_lr * batch / 256 (the paper's tblr)
     warmup_fraction: NonNegativeNumber = TRIAL_DEFAULTS["warmup_fraction"]
     schedule: choice(SCHEDULES) = TRIAL_DEFAULTS["schedule"]
-    final_lr_fraction: depth_rule(NonNegativeNumber) = DepthRule.constant(TRIAL_DEFAULTS["final_lr_fraction"])
+    final_lr_fraction: depth_rule(NonNegativeNumber) = TRIAL_DEFAULTS["final_lr_fraction"]
     weight_decay: NonNegativeNumber = TRIAL_DEFAULTS["weight_decay"]
     grad_clip: PositiveNumber = TRIAL_DEFAULTS["grad_clip"]
 
@@ -232,14 +217,36 @@ class RecipeSpec(Section):
             raise field_error(f"must be in [0, 1), got {fraction}")
         return fraction
 
+    def trial_values(self, depth: int) -> dict[str, Any]:
+        """The recipe at `depth`, as TrialConfig fields."""
+        return {name: _at(getattr(self, name), depth) for name in type(self).model_fields}
+
     def lr(self, depth: int) -> float:
         # The paper's linear scaling with batch, referenced to 256 (the trainer's peak_lr rule).
         return self.base_lr.at(depth) * self.batch_size.at(depth) / 256
 
 
+def _at(value: Any, depth: int) -> Any:
+    return value.at(depth) if isinstance(value, DepthRule) else value
+
+
+# TrialConfig fields the study decides per trial: the recipe's, and these; the `trial:` section
+# may set the others.
+STUDY_SET_TRIAL_FIELDS = frozenset(RecipeSpec.model_fields) | {
+    "token_cache",
+    "output_dir",
+    "model",
+    "budget_kind",
+    "budget_value",
+    "seed",
+    "device",
+    "threads",
+}
+
+
 class ResourceSpec(Section):
-    cpus: depth_rule(PositiveNumber) = DepthRule.constant(1.0)  # per trial (fractions pack trials)
-    gpus: depth_rule(NonNegativeNumber) = DepthRule.constant(0.0)  # per trial; > 1 runs data-parallel
+    cpus: depth_rule(PositiveNumber) = 1.0  # per trial (fractions pack trials)
+    gpus: depth_rule(NonNegativeNumber) = 0.0  # per trial; > 1 runs data-parallel
     custom: dict[str, depth_rule(NonNegativeNumber)] = Field(default_factory=dict)  # Ray custom resources
     device: choice(DEVICES) = "auto"  # auto: cuda when the trial holds a GPU, else cpu
     max_retries: NonNegativeInteger = 2  # retries after a worker or node died (never a divergence)

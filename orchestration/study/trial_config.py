@@ -40,18 +40,12 @@ def build_trial_config(spec: StudySpec, trial: TrialSpec, token_cache: str | Non
         model=model,
         budget_kind=trial.budget_kind,
         budget_value=trial.budget_value,
-        batch_size=trial.batch_size,
-        base_lr=trial.base_lr,
-        schedule=spec.recipe.schedule,
-        warmup_fraction=spec.recipe.warmup_fraction,
-        final_lr_fraction=trial.final_lr_fraction,
-        weight_decay=spec.recipe.weight_decay,
-        grad_clip=spec.recipe.grad_clip,
         seed=trial.seed,
         device=device,
         threads=trial.threads,
+        **spec.recipe.trial_values(trial.depth),
+        **spec.trial,
     )
-    values.update(spec.trial)
     try:
         return TrialConfig.from_dict(values)
     except ConfigError as error:

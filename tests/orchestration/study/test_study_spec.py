@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from orchestration.study.loading import load_study, parse_study, spec_to_yaml
-from orchestration.study.trial_config import plan_study
+from orchestration.study.trial_config import build_trial_config, plan_study
 from orchestration.study.trials import expand, format_budget
 from var_model.errors import ConfigError
 
@@ -213,3 +213,13 @@ def test_each_trial_default_is_read_from_the_trial_config():
         defaults.weight_decay,
         defaults.grad_clip,
     )
+
+
+def test_every_recipe_field_reaches_the_trial_config_at_its_depth(tmp_path):
+    spec = load_study(str(TINY), [f"storage={tmp_path}", "recipe.final_lr_fraction={1: 0.1, 2: 0.01}"])
+    trials = {trial.depth: trial for trial in expand(spec)}
+    for depth, trial in trials.items():
+        config = build_trial_config(spec, trial)
+        for name in type(spec.recipe).model_fields:
+            assert getattr(config, name) == spec.recipe.trial_values(depth)[name], name
+    assert build_trial_config(spec, trials[2]).final_lr_fraction == 0.01
