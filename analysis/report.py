@@ -20,6 +20,7 @@ from analysis.plots import (
     plot_training_curves,
 )
 from analysis.study_fits import StudyFits
+from analysis.text import text_table
 
 
 def file_label(budget: str) -> str:
@@ -68,23 +69,33 @@ def report_figures(study: StudyFrame, fits: StudyFits) -> dict[str, Figure]:
 
 
 def law_table_text(fits: StudyFits) -> str:
-    """The fitted laws as fixed-width text: one line per law, then what could not be fitted, the
-    IsoFLOP exponents and the parametric L(N, D)."""
+    """The fitted laws as an aligned table: one line per law, then a line per law that could not
+    be fitted, the IsoFLOP exponents and the parametric L(N, D)."""
     table = fits.table()
-    lines = [
-        f"{'metric':<16} {'vs':<2} {'budget':<14} {'law':<48} {'alpha [95% CI]':<32} {'r':>8} {'n':>4} "
-        f"{'holdout err':>11}"
-    ]
+    header = ("metric", "vs", "budget", "law", "alpha [95% CI]", "r", "n", "holdout err")
+    rows = []
     for row in table[table["error"].isna()].itertuples():
         interval = f"[{row.alpha_low:.4g}, {row.alpha_high:.4g}]" if math.isfinite(row.alpha_low) else ""
         holdout = f"{row.holdout_relative_error:+.2%}" if math.isfinite(row.holdout_relative_error) else "-"
-        estimate = f"{row.alpha:.4g} {interval}"
-        lines.append(
-            f"{row.metric:<16} {row.against:<2} {row.budget:<14} {row.law:<48} {estimate:<32} "
-            f"{row.r:>8.4f} {row.n_points:>4} {holdout:>11}"
+        rows.append(
+            [
+                row.metric,
+                row.against,
+                row.budget,
+                row.law,
+                f"{row.alpha:.4g} {interval}",
+                f"{row.r:.4f}",
+                str(row.n_points),
+                holdout,
+            ]
         )
-    for row in table[table["error"].notna()].itertuples():
-        lines.append(f"{row.metric:<16} {row.against:<2} {row.budget:<14} not fitted: {row.error}")
+    failed = [
+        [row.metric, row.against, row.budget, f"not fitted: {row.error}"]
+        for row in table[table["error"].notna()].itertuples()
+    ]
+    lines = text_table(header, rows, right_aligned=[False] * 5 + [True] * 3) if rows else [" ".join(header)]
+    # A law that could not be fitted gets a plain line: its reason is free text, too long to align.
+    lines += [" ".join(cells) for cells in failed]
     for metric, fit in fits.isoflop.items():
         lines.append(
             f"IsoFLOP {metric}: N_opt ~ C^{fit.n_exponent:.3f}, D_opt ~ C^{fit.d_exponent:.3f} "
