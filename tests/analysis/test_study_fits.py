@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import analysis
 from analysis import StudyFrame, fit_study_laws
 
 SIZES = (2e7, 5e7, 1e8, 3e8, 1e9)
@@ -91,3 +92,48 @@ def test_a_metric_that_was_never_logged_is_reported_not_raised():
     assert fits.law("test_error_last", "C").error is not None
     with pytest.raises(KeyError, match="no law"):
         fits.law("test_loss_last", "N", "tokens=5")
+
+
+def test_compute_law_of_a_one_depth_study_survives_its_impossible_holdout_check():
+    # One model size, three budgets: the frontier law vs C is fittable, but the extrapolation
+    # check (hold out the largest model) is not. The optional check must not discard the law.
+    trials, curves = [], []
+    for budget in (1e12, 1e13, 1e14):
+        key = f"d4-b{budget:.0e}-s0"
+        loss = 3.0 * (budget / 1e15) ** -0.1
+        trials.append(
+            {
+                "study": "one-depth",
+                "trial_key": key,
+                "run_id": key,
+                "status": "completed",
+                "depth": 4,
+                "params_total": 64_000_000,
+                "budget_kind": "flops",
+                "budget_value": budget,
+                "tokens": budget / 4e8,
+                "flops": budget,
+                "test_loss_last": loss,
+            }
+        )
+        for step in (1, 2, 3, 4):
+            curves.append(
+                {
+                    "trial_key": key,
+                    "run_id": key,
+                    "metric": "test_loss_last",
+                    "step": step,
+                    "value": 3.0 * (budget * step / 4 / 1e15) ** -0.1,
+                    "images": 0.0,
+                    "tokens": 0.0,
+                    "flops": budget * step / 4,
+                    "depth": 4,
+                    "params_total": 64_000_000,
+                }
+            )
+    frame = StudyFrame("one-depth", pd.DataFrame(trials), pd.DataFrame(curves))
+    fits = analysis.fit_study_laws(frame, metrics=("test_loss_last",), n_bootstrap=0, parametric=False)
+    law = fits.law("test_loss_last", "C")
+    assert law.error is None and law.fit is not None
+    assert law.fit.alpha == pytest.approx(-0.1, abs=1e-6)
+    assert law.extrapolation is None

@@ -1,10 +1,14 @@
 """load_study reads the ARCHITECTURE.md MLflow schema from a real SQLite store."""
 
+import mlflow.tracking
 import numpy as np
 import pytest
 from synthetic_study import DEPTHS, FINAL_EVAL_FACTOR, N_SCALES, STEPS
 
+import analysis
 from analysis import StudyNotFoundError, fit_power_law, load_study
+
+CREDENTIALED_URI = "https://alice:s3cret@mlflow.example.org:5443/"
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +78,20 @@ def test_per_scale_columns_prefer_the_final_eval(study):
     np.testing.assert_allclose(completed["test_loss_scale_01"], FINAL_EVAL_FACTOR * completed["test_loss_last"] * 0.7)
     failed = trials.loc["d4-b1e12-s0"]  # no finals: the latest periodic eval
     np.testing.assert_allclose(failed["test_loss_scale_01"], failed["test_loss_last"] * 0.7)
+
+
+def test_study_not_found_error_does_not_print_tracking_uri_credentials(monkeypatch):
+    class NoStudies:
+        def __init__(self, tracking_uri=None):
+            pass
+
+        def get_experiment_by_name(self, name):
+            return None
+
+        def search_experiments(self):
+            return []
+
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", NoStudies)
+    with pytest.raises(StudyNotFoundError) as raised:
+        analysis.load_study("nope", CREDENTIALED_URI)
+    assert "s3cret" not in str(raised.value) and "mlflow.example.org:5443" in str(raised.value)
