@@ -67,10 +67,8 @@ def _non_negative(value: float) -> float:
     return value
 
 
-Integer = StrictInt
 PositiveInteger = Annotated[StrictInt, Field(ge=1)]
 NonNegativeInteger = Annotated[StrictInt, Field(ge=0)]
-Number = Annotated[float, BeforeValidator(_number)]
 PositiveNumber = Annotated[float, BeforeValidator(_number), AfterValidator(_positive)]
 NonNegativeNumber = Annotated[float, BeforeValidator(_number), AfterValidator(_non_negative)]
 Text = Annotated[StrictStr, Field(min_length=1)]
