@@ -87,18 +87,31 @@ def choice(options: tuple[str, ...]):
     return Annotated[Text, AfterValidator(check)]
 
 
-def _mapping(what: str):
+def expect_mapping(what: str) -> BeforeValidator:
+    """A mapping field whose type error says what the mapping holds ('of VARConfig fields')."""
+
     def check(value: Any) -> Any:
         if not isinstance(value, dict):
-            raise field_error(f"expected a mapping of {what}, got {describe(value)}")
+            raise field_error(f"expected a mapping {what}, got {describe(value)}")
         return value
 
     return BeforeValidator(check)
 
 
+def distinct(what: str) -> AfterValidator:
+    """A list whose items must differ (two equal depths or seeds would be the same trial)."""
+
+    def check(values: tuple) -> tuple:
+        if len(set(values)) != len(values):
+            raise field_error(f"{what} must be distinct, got {list(values)}")
+        return values
+
+    return AfterValidator(check)
+
+
 def mapping_of(what: str):
-    """A mapping field whose type error says what the mapping holds."""
-    return Annotated[Mapping, _mapping(what)]
+    """A mapping passed on as it is, whose type error says what it holds."""
+    return Annotated[Mapping, expect_mapping(what)]
 
 
 def _path(location: tuple) -> str:
@@ -163,4 +176,8 @@ def _message(kind: str, value: Any, context: dict) -> str:
 
 def config_error(error: ValidationError, root: type) -> ConfigError:
     """All mistakes of a study file as one ConfigError, one line each (in the order of the spec's fields)."""
-    return ConfigError("\n".join(_line(item, root) for item in error.errors(include_url=False)))
+    errors = error.errors(include_url=False)
+    # A list whose items are all wrong is also "too short" to pydantic: its items' errors say it.
+    inside = {tuple(item["loc"][:-1]) for item in errors if item["loc"]}
+    errors = [item for item in errors if not (item["type"] == "too_short" and tuple(item["loc"]) in inside)]
+    return ConfigError("\n".join(_line(item, root) for item in errors))

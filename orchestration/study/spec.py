@@ -40,6 +40,8 @@ from orchestration.study.fields import (
     Text,
     choice,
     describe,
+    distinct,
+    expect_mapping,
     field_error,
     mapping_of,
 )
@@ -76,6 +78,14 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, values: Any) -> Any:
+        # `key:` with no value (YAML null) means the key is not given: its default, or "required".
+        return (
+            {key: value for key, value in values.items() if value is not None} if isinstance(values, dict) else values
+        )
+
 
 def _data_config(value: Any) -> DataConfig:
     # The data section is var_model's DataConfig written out; its own validation names the
@@ -98,8 +108,8 @@ class TokenizerSpec(Section):
     # Which VQVAEConfig to start from: debug (tiny, CPU) or official (VAR's); official weights
     # need the official architecture, so load_official defaults to it.
     preset: choice(TOKENIZER_PRESETS) = None
-    overrides: mapping_of("VQVAEConfig fields") = Field(default_factory=dict)  # changed from the preset
-    training: mapping_of("training fields") = Field(default_factory=dict)  # TokenizerTrainingConfig fields
+    overrides: mapping_of("of VQVAEConfig fields") = Field(default_factory=dict)  # changed from the preset
+    training: mapping_of("of training fields") = Field(default_factory=dict)  # TokenizerTrainingConfig fields
     vqvae_path: Text | None = None  # kind load_official: the released vae_ch160v4096z32.pth
     encode_batch_size: PositiveInteger = TOKENIZER_STAGE_DEFAULTS["encode_batch_size"]
 
@@ -135,20 +145,13 @@ class TokenizerSpec(Section):
 
 
 class ModelSpec(Section):
-    depths: Annotated[tuple[PositiveInteger, ...], Field(min_length=1)]
+    depths: Annotated[tuple[PositiveInteger, ...], Field(min_length=1), distinct("depths")]
     # VAR: width C = 64 * depth and head dim 64 (the paper, section 4; docs/MODEL.md).
     width_per_depth: PositiveInteger = 64
     head_dim: PositiveInteger = 64
     patch_nums: Annotated[tuple[PositiveInteger, ...], Field(min_length=1)] | None = None  # None: the preset's
     num_classes: PositiveInteger | None = None  # classes the VAR conditions on; None: data.num_classes
-    overrides: mapping_of("VARConfig fields") = Field(default_factory=dict)  # extra VARConfig fields
-
-    @field_validator("depths")
-    @classmethod
-    def _distinct(cls, depths: tuple[int, ...]) -> tuple[int, ...]:
-        if len(set(depths)) != len(depths):
-            raise field_error(f"depths must be distinct, got {list(depths)}")
-        return depths
+    overrides: mapping_of("of VARConfig fields") = Field(default_factory=dict)  # extra VARConfig fields
 
     @field_validator("patch_nums")
     @classmethod
@@ -247,7 +250,9 @@ STUDY_SET_TRIAL_FIELDS = frozenset(RecipeSpec.model_fields) | {
 class ResourceSpec(Section):
     cpus: depth_rule(PositiveNumber) = 1.0  # per trial (fractions pack trials)
     gpus: depth_rule(NonNegativeNumber) = 0.0  # per trial; > 1 runs data-parallel
-    custom: dict[str, depth_rule(NonNegativeNumber)] = Field(default_factory=dict)  # Ray custom resources
+    custom: Annotated[dict[str, depth_rule(NonNegativeNumber)], expect_mapping("{resource name: amount}")] = Field(
+        default_factory=dict
+    )  # Ray custom resources per trial
     device: choice(DEVICES) = "auto"  # auto: cuda when the trial holds a GPU, else cpu
     max_retries: NonNegativeInteger = 2  # retries after a worker or node died (never a divergence)
     # Achieved training FLOP/s for dry-run time estimates; measure with `varscale bench` on the
@@ -277,7 +282,7 @@ class StudySpec(Section):
     tokenizer: TokenizerSpec
     model: ModelSpec
     budgets: BudgetSpec
-    seeds: Annotated[tuple[NonNegativeInteger, ...], Field(min_length=1)] = (0,)
+    seeds: Annotated[tuple[NonNegativeInteger, ...], Field(min_length=1), distinct("seeds")] = (0,)
     recipe: RecipeSpec
     # Further TrialConfig fields for every trial (eval_every, checkpoint_every, log_every,
     # sample_grid, precision, divergence_loss, ...); their values are checked by TrialConfig.
@@ -325,13 +330,6 @@ class StudySpec(Section):
                 "num_classes": model.num_classes or data.num_classes,
             }
         )
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, seeds: tuple[int, ...]) -> tuple[int, ...]:
-        if len(set(seeds)) != len(seeds):
-            raise field_error(f"seeds must be distinct, got {list(seeds)}")
-        return seeds
 
     @field_validator("trial")
     @classmethod

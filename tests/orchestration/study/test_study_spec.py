@@ -223,3 +223,16 @@ def test_every_recipe_field_reaches_the_trial_config_at_its_depth(tmp_path):
         for name in type(spec.recipe).model_fields:
             assert getattr(config, name) == spec.recipe.trial_values(depth)[name], name
     assert build_trial_config(spec, trials[2]).final_lr_fraction == 0.01
+
+
+def test_a_key_written_without_a_value_takes_its_default_or_is_missing(tmp_path):
+    spec = parse_study(changed_mapping(recipe__weight_decay=None), base_directory=str(tmp_path))
+    assert spec.recipe.weight_decay == 0.05
+    with pytest.raises(ConfigError, match=r"^name: required field is missing$"):
+        parse_study(changed_mapping(name=None), base_directory=str(tmp_path))
+
+
+def test_a_list_of_wrong_items_is_reported_once_per_item(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        parse_study(changed_mapping(model__depths=[0]), base_directory=str(tmp_path))
+    assert str(raised.value) == "model.depths[0]: must be >= 1, got 0"
