@@ -1,6 +1,8 @@
 """The `varscale` command line: subcommands and flags exist, bad input exits 2 with a message
 (no traceback), and the MLflow UI is started lean and bound to this machine only."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,13 @@ def test_credentials_never_reach_the_saved_spec(tmp_path, uri):
     spec = load_study(TINY, [f"storage={tmp_path}", f"tracking_uri={uri}"])
     saved = spec_to_yaml(spec)
     assert "hunter2" not in saved and "http://mlflow.internal:5000" in saved
+
+
+def test_the_cli_starts_without_mlflow_ray_or_pandas():
+    # The reason the subcommand handlers import their layer lazily (tests/test_import_cycles.py).
+    code = (
+        "import sys, orchestration.cli as cli; cli.build_parser(); "
+        "print(sorted({'mlflow', 'ray', 'pandas', 'matplotlib'} & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
