@@ -247,12 +247,13 @@ STUDY_SET_TRIAL_FIELDS = frozenset(RecipeSpec.model_fields) | {
 }
 
 
+CustomResources = Annotated[dict[str, depth_rule(NonNegativeNumber)], expect_mapping("{resource name: amount}")]
+
+
 class ResourceSpec(Section):
     cpus: depth_rule(PositiveNumber) = 1.0  # per trial (fractions pack trials)
     gpus: depth_rule(NonNegativeNumber) = 0.0  # per trial; > 1 runs data-parallel
-    custom: Annotated[dict[str, depth_rule(NonNegativeNumber)], expect_mapping("{resource name: amount}")] = Field(
-        default_factory=dict
-    )  # Ray custom resources per trial
+    custom: CustomResources = Field(default_factory=dict)  # Ray custom resources per trial
     device: choice(DEVICES) = "auto"  # auto: cuda when the trial holds a GPU, else cpu
     max_retries: NonNegativeInteger = 2  # retries after a worker or node died (never a divergence)
     # Achieved training FLOP/s for dry-run time estimates; measure with `varscale bench` on the
