@@ -4,7 +4,7 @@ import pytest
 
 from var_model.errors import CheckpointError, ConfigError
 from var_model.training.budget import StepCost, steps_for_budget
-from var_model.training.schedules import LRSchedule
+from var_model.training.schedules import LRSchedule, fork_step, fork_steps
 
 
 def test_warmup_is_linear_from_the_start_factor():
@@ -59,3 +59,63 @@ def test_a_budget_below_one_step_is_a_clear_error():
         steps_for_budget("epochs", 1, cost)
     with pytest.raises(ConfigError, match="budget_value"):
         steps_for_budget("images", math.nan, cost)
+
+
+def test_wsd_decay_shapes_follow_their_formulas_from_the_fork_step():
+    total, final = 50, 0.1
+    start = fork_step(total, 0.2)
+    assert start == 40
+    shapes = {"linear": lambda x: 1 - x, "sqrt": lambda x: 1 - math.sqrt(x),
+              "cosine": lambda x: 0.5 * (1 + math.cos(math.pi * x))}
+    for shape, g in shapes.items():
+        schedule = LRSchedule("wsd", 1.0, total, 5, final_lr_fraction=final, decay_fraction=0.2, decay_shape=shape)
+        assert schedule.factor(start - 1) == 1.0
+        for step in range(start, total):
+            progress = (step - start + 1) / (total - start)
+            assert schedule.factor(step) == pytest.approx(final + (1 - final) * g(progress), abs=1e-12), shape
+        assert schedule.factor(total - 1) == pytest.approx(final)
+    # the sqrt cooldown lies below the linear one inside the decay (it drops fast, then slowly)
+    sqrt = LRSchedule("wsd", 1.0, total, 5, decay_fraction=0.2, decay_shape="sqrt")
+    linear = LRSchedule("wsd", 1.0, total, 5, decay_fraction=0.2)
+    assert all(sqrt.factor(step) < linear.factor(step) for step in range(start, total - 1))
+    with pytest.raises(ConfigError, match="decay_shape is 'step'; allowed: linear, sqrt, cosine"):
+        LRSchedule("wsd", 1.0, total, 5, decay_shape="step")
+
+
+@pytest.mark.parametrize("total, fraction", [(10, 0.2), (11, 0.25), (7, 0.3), (1000, 0.2), (33, 0.5)])
+def test_the_wsd_decay_starts_exactly_at_the_fork_step(total, fraction):
+    start = fork_step(total, fraction)
+    assert start == round((1 - fraction) * total)
+    schedule = LRSchedule("wsd", 1.0, total, 0, decay_fraction=fraction, decay_shape="sqrt")
+    assert [step for step in range(total) if schedule.factor(step) < 1.0][0] == start
+
+
+def test_a_trunk_schedule_has_every_budgets_lr_before_its_fork():
+    budgets = {100.0: 40, 200.0: 80, 400.0: 160}
+    forks = fork_steps(budgets, 0.2, warmup_steps=6)
+    assert forks == {100.0: 32, 200.0: 64, 400.0: 128}
+    trunk = LRSchedule("wsd", 0.3, budgets[400.0], 6, decay_fraction=0.2)
+    for budget, steps in budgets.items():
+        independent = LRSchedule("wsd", 0.3, steps, 6, decay_fraction=0.2, decay_shape="sqrt")
+        assert all(trunk.lr(step) == independent.lr(step) for step in range(forks[budget]))
+        assert independent.lr(forks[budget]) < trunk.lr(forks[budget])
+
+
+def test_fork_points_that_collide_or_fall_outside_the_run_are_errors():
+    with pytest.raises(ConfigError, match="budgets 160 and 176 both fork at step 8 .* drop one"):
+        fork_steps({160.0: 10, 176.0: 11}, 0.25, warmup_steps=0)
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match="decay_fraction"):
+            fork_steps({160.0: 10}, fraction, warmup_steps=0)
+    with pytest.raises(ConfigError, match="before the end of the warm-up"):
+        fork_steps({160.0: 10}, 0.2, warmup_steps=9)
+    with pytest.raises(ConfigError, match="has no decay step"):
+        fork_steps({32.0: 2}, 0.2, warmup_steps=0)
+
+
+def test_a_checkpoint_from_before_decay_shapes_resumes_as_linear():
+    schedule = LRSchedule("wsd", 1.0, 10, 1)
+    old_state = {key: value for key, value in schedule.state_dict().items() if key != "decay_shape"}
+    schedule.check_matches(old_state)
+    with pytest.raises(CheckpointError, match="schedule"):
+        LRSchedule("wsd", 1.0, 10, 1, decay_shape="sqrt").check_matches(old_state)

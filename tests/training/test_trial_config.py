@@ -67,3 +67,41 @@ def test_execution_choices_round_trip_and_do_not_block_a_resume(tmp_path):
     assert TrialConfig.from_yaml(path) == config
     for name in ("micro_batch_size", "activation_checkpointing", "sharding", "compile", "attention"):
         assert name in RESUME_FREE_FIELDS, name
+
+
+SHA = "ab" * 32
+TRUNK = {"schedule": "wsd", "warmup_steps": 2, "budget_value": 300, "fork_budgets": [100, 300]}
+BRANCH = {"schedule": "wsd", "warmup_steps": 2, "fork_path": "/t/forks/step_000000008.pt", "fork_sha256": SHA,
+          "fork_step": 8}
+
+
+def test_roles_round_trip_through_yaml(tmp_path):
+    trunk = TrialConfig(token_cache="/c", output_dir="/o", decay_shape="sqrt", **TRUNK)
+    branch = TrialConfig(token_cache="/c", output_dir="/b", **BRANCH)
+    assert (trunk.role, branch.role, TrialConfig(token_cache="/c", output_dir="/o").role) == (
+        "trunk", "branch", "independent")
+    assert trunk.fork_budgets == (100.0, 300.0)
+    for config in (trunk, branch):
+        path = tmp_path / "trial.yaml"
+        config.to_yaml(path)
+        assert TrialConfig.from_yaml(path) == config
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"decay_shape": "exponential"}, "decay_shape is 'exponential'; allowed: linear, sqrt, cosine"),
+    ({"warmup_steps": -1}, "warmup_steps"),
+    ({**TRUNK, "schedule": "paper"}, "schedule is 'paper'; a trunk needs schedule wsd"),
+    ({**TRUNK, "decay_fraction": 0.0}, "decay_fraction is 0.0; a trunk needs it in \\(0, 1\\)"),
+    ({**BRANCH, "decay_fraction": 1.0}, "decay_fraction is 1.0; a branch needs it in \\(0, 1\\)"),
+    ({**TRUNK, "warmup_steps": None}, "warmup_steps is None; a trunk needs a warm-up fixed in steps"),
+    ({**TRUNK, "budget_value": 100}, "budget_value is 100, but a trunk's budget_value is the largest"),
+    ({**TRUNK, "fork_budgets": [300, 300]}, "fork_budgets .* repeats a budget"),
+    ({**TRUNK, "fork_budgets": [300, -1]}, "fork_budgets is -1"),
+    ({**BRANCH, "fork_sha256": None}, "but not \\['fork_sha256'\\]"),
+    ({**BRANCH, "fork_sha256": "AB" * 32}, "fork_sha256 is 'ABAB"),
+    ({**BRANCH, "fork_step": 0}, "fork_step is 0"),
+    ({**BRANCH, "fork_budgets": [10]}, "both fork_budgets \\(a trunk\\) and fork_path \\(a branch\\)"),
+])
+def test_invalid_branching_fields_are_named(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        TrialConfig(token_cache="/c", output_dir="/o", **changes)

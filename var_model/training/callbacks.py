@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from var_model.training.forks import Fork
     from var_model.training.result import TrialResult
 
 
@@ -29,6 +30,11 @@ class TrialCallback:
 
     def on_checkpoint(self, step: int, path: str) -> None:
         """After a checkpoint was written (atomically) to `path`."""
+
+    def on_fork(self, fork: "Fork") -> None:
+        """A trunk only: as soon as the fork of a budget exists (path, sha256, step, budget;
+        see training/forks.py), so that its branch can start; on a resume, again for the forks
+        written before, in step order."""
 
     def on_end(self, result: "TrialResult") -> None:
         """Once, with the final result, whether completed or diverged."""
@@ -52,6 +58,10 @@ class CallbackList(TrialCallback):
         for callback in self.callbacks:
             callback.on_checkpoint(step, path)
 
+    def on_fork(self, fork: "Fork") -> None:
+        for callback in self.callbacks:
+            callback.on_fork(fork)
+
     def on_end(self, result: "TrialResult") -> None:
         for callback in self.callbacks:
             callback.on_end(result)
@@ -67,7 +77,8 @@ def _json_value(value: Any) -> Any:
 class JsonlCallback(TrialCallback):
     """Appends one JSON object per event to a metrics.jsonl file:
     {"event": "start", ...info}, {"event": "metrics", "step": s, ...metrics},
-    {"event": "checkpoint", "step": s, "path": p}, {"event": "end", ...result}.
+    {"event": "checkpoint", "step": s, "path": p}, {"event": "fork", "step": s, "path": p,
+    "sha256": h, "budget_value": b}, {"event": "end", ...result}.
 
     On a resume it first drops the lines written after the checkpoint's step (a crash
     between logging and checkpointing would otherwise leave them twice)."""
@@ -101,6 +112,9 @@ class JsonlCallback(TrialCallback):
 
     def on_checkpoint(self, step: int, path: str) -> None:
         self._write({"event": "checkpoint", "step": step, "path": path})
+
+    def on_fork(self, fork: "Fork") -> None:
+        self._write({"event": "fork", **fork.to_dict()})
 
     def on_end(self, result: "TrialResult") -> None:
         self._write({"event": "end", **result.to_dict()})

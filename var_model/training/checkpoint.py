@@ -20,6 +20,7 @@ them by position, as `optimizer.state_dict()` does, and still load (the trainer 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import random
@@ -41,10 +42,28 @@ REQUIRED_KEYS = (
     "format", "step", "model", "optimizer", "schedule", "rng", "data_position", "trial_config",
 )
 MT19937_KEY_WORDS = 624
+HASH_CHUNK_BYTES = 1 << 20
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks (checkpoints can be gigabytes)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write `state` (which must hold REQUIRED_KEYS except `format`) atomically to `path`."""
+    path = Path(path)
+    os.replace(write_temporary_checkpoint(path, state), path)
+    return path
+
+
+def write_temporary_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Write `state` to a temporary file beside `path`, flushed to disk, and return it: the
+    caller moves it into place (over an old file, or only where none exists yet)."""
     path = Path(path)
     missing = [key for key in REQUIRED_KEYS if key != "format" and key not in state]
     if missing:
@@ -55,8 +74,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
         torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    return path
+    return temporary
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

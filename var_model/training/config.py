@@ -8,6 +8,17 @@
 
 The VAR's codebook size, latent channels, scales and class count are not trial choices: they
 are read from the token cache, so `model` may not set them.
+
+A trial has one of three roles (`TrialConfig.role`, see training/forks.py for the files):
+- "independent": trains its budget from step 0 (every trial before cooldown branches).
+- "trunk" (`fork_budgets` set): the shared prefix of the wsd runs of those budgets. It trains
+  warm-up then the peak LR up to the fork step of its largest budget (`budget_value`, which
+  must be that largest one), writing an immutable fork checkpoint at each budget's fork step.
+- "branch" (`fork_path`, `fork_sha256`, `fork_step` set): starts from a trunk's fork (hash
+  checked) and trains the cooldown of its `budget_value` to that budget's last step; it equals
+  the independent wsd run of its budget bit for bit.
+Trunks and branches need schedule wsd, a decay_fraction in (0, 1), and a warm-up fixed in
+steps (`warmup_steps`), so that every budget of a trunk shares its warm-up.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from var_model.attention import ATTENTION_KERNELS
 from var_model.config import VARConfig
 from var_model.errors import ConfigError
 from var_model.training.budget import BUDGET_KINDS
-from var_model.training.schedules import SCHEDULES
+from var_model.training.schedules import DECAY_SHAPES, SCHEDULES
 
 FROM_TOKEN_CACHE = ("codebook_size", "latent_channels", "patch_nums", "num_classes")
 PRECISIONS = ("bf16", "fp16", "fp32")
@@ -33,6 +44,19 @@ PRECISIONS = ("bf16", "fp16", "fp32")
 ACTIVATION_CHECKPOINTING = ("none", "blocks")
 SHARDINGS = ("ddp", "fsdp")
 ATTENTION_CHOICES = ("auto", *ATTENTION_KERNELS)
+TRIAL_ROLES = ("independent", "trunk", "branch")
+# Fields that may differ between a checkpoint's config and the resuming one: they change
+# where and how fast a trial runs, never what it computes.
+RESUME_FREE_FIELDS = ("token_cache", "output_dir", "device", "threads", "eval_batch_size",
+                      "checkpoint_every", "sample_grid", "samples_per_class", "sample_cfg",
+                      "sample_top_k", "sample_top_p", "micro_batch_size", "activation_checkpointing",
+                      "sharding", "compile", "attention")
+# Fields in which a branch may differ from the trunk that wrote its fork (besides the
+# resume-free ones): its budget, its fork, and the shape of its cooldown, none of which the
+# trunk's steps depend on (so one trunk can serve linear and sqrt cooldowns alike).
+BRANCH_FREE_FIELDS = ("budget_value", "fork_budgets", "fork_path", "fork_sha256", "fork_step",
+                      "decay_shape", "final_lr_fraction")
+SHA256_HEX_DIGITS = 64
 
 
 @dataclass(frozen=True)
@@ -46,7 +70,11 @@ class TrialConfig:
     base_lr [1e-4]: lr = base_lr * batch_size / 256 (the paper's tblr).
     schedule ["paper"]: paper | cosine | wsd | constant (see training/schedules.py).
     warmup_fraction [0.02], warmup_start_factor [0.005], final_lr_fraction [0.1],
-    flat_fraction [0.05] (paper), decay_fraction [0.2] (wsd cool-down).
+    flat_fraction [0.05] (paper), decay_fraction [0.2] (wsd cool-down),
+    decay_shape ["linear"]: linear | sqrt | cosine (the wsd cool-down's shape).
+    warmup_steps [None]: a warm-up fixed in steps; None = warmup_fraction of the trial's steps.
+    fork_budgets [()]: makes the trial a trunk of these budgets (see the module docstring).
+    fork_path, fork_sha256, fork_step [None]: make the trial a branch of that fork.
     weight_decay [0.05], beta1 [0.9], beta2 [0.95], grad_clip [2.0] (0 = off).
     seed [0]: model init, class dropout, data order.
     log_every [10]: steps between train-metric points.
@@ -88,6 +116,12 @@ class TrialConfig:
     final_lr_fraction: float = 0.1
     flat_fraction: float = 0.05
     decay_fraction: float = 0.2
+    decay_shape: str = "linear"
+    warmup_steps: int | None = None
+    fork_budgets: tuple[float, ...] = ()
+    fork_path: str | None = None
+    fork_sha256: str | None = None
+    fork_step: int | None = None
     weight_decay: float = 0.05
     beta1: float = 0.9
     beta2: float = 0.95
@@ -165,6 +199,49 @@ class TrialConfig:
         ):
             raise ConfigError(f"device is {self.device!r}; allowed: auto, cpu, cuda, cuda:N")
         self._check_execution_choices()
+        self._check_role()
+
+    def _check_role(self) -> None:
+        if self.decay_shape not in DECAY_SHAPES:
+            raise ConfigError(f"decay_shape is {self.decay_shape!r}; allowed: {', '.join(DECAY_SHAPES)}")
+        if self.warmup_steps is not None:
+            _integer(self, "warmup_steps", minimum=0)
+        if not isinstance(self.fork_budgets, (list, tuple)):
+            raise ConfigError(f"fork_budgets is {self.fork_budgets!r}; it must be a list of budget values")
+        for value in self.fork_budgets:
+            _positive(self, "fork_budgets", value)
+        # frozen: normalise a YAML list to the tuple the field holds (equality and hashing need one form)
+        object.__setattr__(self, "fork_budgets", tuple(float(value) for value in self.fork_budgets))
+        if len(set(self.fork_budgets)) != len(self.fork_budgets):
+            raise ConfigError(f"fork_budgets {list(self.fork_budgets)} repeats a budget; list each once")
+        branch_fields = {"fork_path": self.fork_path, "fork_sha256": self.fork_sha256, "fork_step": self.fork_step}
+        given = sorted(name for name, value in branch_fields.items() if value is not None)
+        if given and len(given) < len(branch_fields):
+            raise ConfigError(f"a branch sets {given} but not {sorted(set(branch_fields) - set(given))}; "
+                              "a branch names its fork by path, sha256 and step (all three)")
+        if self.role == "independent":
+            return
+        if given and self.fork_budgets:
+            raise ConfigError("a trial sets both fork_budgets (a trunk) and fork_path (a branch); it is one or the other")
+        if self.schedule != "wsd":
+            raise ConfigError(f"schedule is {self.schedule!r}; a {self.role} needs schedule wsd (cooldown branches "
+                              "fork the stable phase)")
+        if not 0.0 < self.decay_fraction < 1.0:
+            raise ConfigError(f"decay_fraction is {self.decay_fraction!r}; a {self.role} needs it in (0, 1)")
+        if self.warmup_steps is None:
+            raise ConfigError(f"warmup_steps is None; a {self.role} needs a warm-up fixed in steps, the same for "
+                              "every budget of its trunk (e.g. the smallest budget's warmup_fraction of its steps)")
+        if self.role == "trunk" and self.budget_value != max(self.fork_budgets):
+            raise ConfigError(f"budget_value is {self.budget_value!r}, but a trunk's budget_value is the largest of "
+                              f"its fork_budgets ({max(self.fork_budgets):g}); set it to that")
+        if self.role == "branch":
+            if not isinstance(self.fork_path, str) or not self.fork_path:
+                raise ConfigError(f"fork_path is {self.fork_path!r}; it must be the path of a fork checkpoint")
+            digest = self.fork_sha256
+            if not (isinstance(digest, str) and len(digest) == SHA256_HEX_DIGITS
+                    and all(character in "0123456789abcdef" for character in digest)):
+                raise ConfigError(f"fork_sha256 is {digest!r}; it must be the fork's sha256 as 64 lowercase hex digits")
+            _integer(self, "fork_step", minimum=1)
 
     def _check_execution_choices(self) -> None:
         if self.micro_batch_size is not None:
@@ -183,6 +260,13 @@ class TrialConfig:
             raise ConfigError(f"compile is {self.compile!r}; allowed: true, false, auto")
 
     @property
+    def role(self) -> str:
+        """One of TRIAL_ROLES: "trunk" with fork_budgets, "branch" with a fork_path."""
+        if self.fork_budgets:
+            return "trunk"
+        return "branch" if self.fork_path is not None else "independent"
+
+    @property
     def peak_lr(self) -> float:
         """The paper's scaling: lr = base_lr * batch / 256."""
         return self.base_lr * self.batch_size / 256
@@ -194,6 +278,7 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["model"] = dict(self.model)
+        values["fork_budgets"] = list(self.fork_budgets)  # YAML and JSON know lists, not tuples
         return values
 
     @classmethod
@@ -215,6 +300,12 @@ class TrialConfig:
                     values[name] = float(values[name])
                 except ValueError:
                     raise ConfigError(f"{name} is {values[name]!r}; it must be a number") from None
+        if isinstance(values.get("fork_budgets"), list):
+            try:
+                values["fork_budgets"] = [float(value) if isinstance(value, str) else value
+                                          for value in values["fork_budgets"]]
+            except ValueError:
+                raise ConfigError(f"fork_budgets is {values['fork_budgets']!r}; it must be a list of numbers") from None
         return cls(**values)
 
     @classmethod
@@ -234,6 +325,21 @@ class TrialConfig:
 
     def replace(self, **changes: Any) -> "TrialConfig":
         return dataclasses.replace(self, **changes)
+
+
+def differing_fields(first: dict[str, Any], second: dict[str, Any], free: tuple[str, ...]) -> list[str]:
+    """The config fields (of two `to_dict()`s) whose values differ, ignoring those in `free`.
+    A field missing from one (a file written before the field existed) counts as its default."""
+    first, second = {**_DEFAULTS_AS_WRITTEN, **first}, {**_DEFAULTS_AS_WRITTEN, **second}
+    return sorted(key for key in set(first) | set(second)
+                  if key not in free and first.get(key) != second.get(key))
+
+
+# the defaults as `to_dict` writes them (a tuple as a list)
+_DEFAULTS_AS_WRITTEN = {
+    item.name: list(item.default) if isinstance(item.default, tuple) else item.default
+    for item in dataclasses.fields(TrialConfig) if item.default is not dataclasses.MISSING
+}
 
 
 def _positive(config: TrialConfig, name: str, value: Any) -> None:

@@ -20,6 +20,7 @@ from var_model.training.batches import TokenBatches
 from var_model.training.budget import StepCost, steps_for_budget
 from var_model.training.config import TrialConfig
 from var_model.training.distributed import DistributedContext
+from var_model.training.forks import ForkPlan
 from var_model.training.optimizer import build_optimizer
 from var_model.training.parallel import distribute, is_sharded
 from var_model.training.schedules import LRSchedule
@@ -94,7 +95,8 @@ class ExecutionChoices:
 class TrialParts:
     """A trial ready to train. `model` is what the step calls (DDP-wrapped under torchrun;
     under FSDP, `var` itself, sharded in place); `var` is the module for evaluation,
-    checkpoints and sampling."""
+    checkpoints and sampling. `steps` is where training ends (`plan.end_step`: a trunk stops
+    at its last fork, before its schedule's `total_steps`)."""
 
     cache: TokenCache
     vqvae: VQVAE
@@ -109,6 +111,7 @@ class TrialParts:
     autocast_dtype: torch.dtype | None
     micro_batches: MicroBatches
     execution: ExecutionChoices
+    plan: ForkPlan
     info: dict[str, Any]
 
 
@@ -143,13 +146,16 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
 
     flops_per_image = var.flops_per_image(training=True)
     cost = StepCost.for_batch(config.batch_size, var_config.sequence_length, flops_per_image)
-    steps = steps_for_budget(config.budget_kind, config.budget_value, cost)
+    budget_steps = steps_for_budget(config.budget_kind, config.budget_value, cost)
+    warmup_steps = (round(config.warmup_fraction * budget_steps) if config.warmup_steps is None
+                    else config.warmup_steps)
     schedule = LRSchedule(
-        kind=config.schedule, peak_lr=config.peak_lr, total_steps=steps,
-        warmup_steps=round(config.warmup_fraction * steps),
+        kind=config.schedule, peak_lr=config.peak_lr, total_steps=budget_steps, warmup_steps=warmup_steps,
         warmup_start_factor=config.warmup_start_factor, final_lr_fraction=config.final_lr_fraction,
-        flat_fraction=config.flat_fraction, decay_fraction=config.decay_fraction,
+        flat_fraction=config.flat_fraction, decay_fraction=config.decay_fraction, decay_shape=config.decay_shape,
     )
+    plan = ForkPlan.for_trial(config, cost, budget_steps, warmup_steps)
+    steps = plan.end_step
     optimizer = build_optimizer(
         var, lr=schedule.lr(0), weight_decay=config.weight_decay,
         betas=(config.beta1, config.beta2), fused=device.type == "cuda",
@@ -177,6 +183,10 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
         "micro_batch_size": micro_batches.size, "accumulation_steps": micro_batches.steps,
         "sharding": execution.sharding, "activation_checkpointing": config.activation_checkpointing,
         "compile": execution.compile, "attention": execution.attention,
+        "decay_shape": config.decay_shape, "role": plan.role, "budget_steps": budget_steps,
+        "steps_trained": plan.steps_trained,
     }
+    if plan.role == "branch":
+        info.update(fork_step=plan.start_step, fork_path=config.fork_path)
     return TrialParts(cache, vqvae, var, model, optimizer, scaler, schedule, batches, cost, steps,
-                      autocast_dtype, micro_batches, execution, info)
+                      autocast_dtype, micro_batches, execution, plan, info)

@@ -23,40 +23,22 @@ from typing import Any
 import torch
 
 from var_model.errors import CheckpointError, TrialError
+from var_model.training.branches import ForkWriter, start_from_fork
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
-from var_model.training.checkpoint import (
-    CHECKPOINT_FILE,
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
-from var_model.training.config import TrialConfig
+from var_model.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from var_model.training.config import RESUME_FREE_FIELDS, TrialConfig, differing_fields
 from var_model.training.distributed import DistributedContext
 from var_model.training.evaluation import evaluate
 from var_model.training.optimizer import set_learning_rate
-from var_model.training.parallel import (
-    full_state_dicts,
-    gathered_weights,
-    is_positional,
-    load_full_state_dicts,
-    named_optimizer_state,
-)
+from var_model.training.parallel import gathered_weights
 from var_model.training.result import RESULT_FILE, TrialResult
 from var_model.training.sampling import sample_grid, save_png
 from var_model.training.setup import TrialParts, build_trial
+from var_model.training.state import Window, capture_state, new_window, restore_state, window_state
 from var_model.training.step import train_step
 
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.png"
-# Fields that may differ between a checkpoint's config and the resuming one: they change
-# where and how fast a trial runs, never what it computes.
-RESUME_FREE_FIELDS = ("token_cache", "output_dir", "device", "threads", "eval_batch_size",
-                      "checkpoint_every", "sample_grid", "samples_per_class", "sample_cfg",
-                      "sample_top_k", "sample_top_p", "micro_batch_size", "activation_checkpointing",
-                      "sharding", "compile", "attention")
-
-
 
 def run_trial(
     config: TrialConfig,
@@ -76,10 +58,6 @@ def run_trial(
             context.shutdown()
 
 
-def _comparable(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in values.items() if key not in RESUME_FREE_FIELDS}
-
-
 def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
          context: DistributedContext) -> TrialResult:
     output_dir = Path(config.output_dir)
@@ -93,7 +71,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
     if resume:
         finished = TrialResult.load(output_dir)
         if finished is not None:
-            if _comparable(finished.info.get("trial_config", {})) != _comparable(config.to_dict()):
+            if differing_fields(finished.info.get("trial_config", {}), config.to_dict(), RESUME_FREE_FIELDS):
                 raise TrialError(
                     f"{output_dir} holds a finished trial with a different config; use another "
                     "output_dir, or resume=False to overwrite it"
@@ -102,15 +80,18 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
 
     parts = build_trial(config, context)
     callbacks = CallbackList([JsonlCallback(output_dir / METRICS_FILE), callback] if context.is_main else [])
-    window = {"loss": torch.zeros((), dtype=torch.float64, device=context.device),
-              "error": torch.zeros((), dtype=torch.float64, device=context.device), "steps": 0}
-    start_step = 0
+    window = new_window(context.device)
+    start_step = resumed_step = 0
     if resume and checkpoint_path.exists():
-        start_step = _restore(parts, window=window, path=checkpoint_path, config=config, context=context)
-    if start_step == 0:
+        start_step = resumed_step = _restore(parts, window=window, path=checkpoint_path, config=config,
+                                             context=context)
+    elif parts.plan.role == "branch":
+        start_step = start_from_fork(parts, window, config, context)
+    else:
         torch.manual_seed(config.seed + 1_000_003 * context.rank)  # same stream on a fresh start
-    info = {**parts.info, "resumed_step": start_step}
-    callbacks.on_start(info)
+    forks = ForkWriter(parts, config, context, callbacks)
+    callbacks.on_start({**parts.info, "resumed_step": resumed_step})
+    forks.report_written()
 
     test_indices = parts.cache.indices("test")[: config.eval_images]
     test_labels = parts.cache.labels("test")[: config.eval_images]
@@ -133,6 +114,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
         window["loss"] += loss
         window["error"] += error
         window["steps"] += 1
+        forks.after_step(step, window)
 
         final = step == parts.steps
         log_point = step % config.log_every == 0 or final
@@ -183,34 +165,20 @@ def _window_means(window: dict[str, Any], context: DistributedContext, reset: bo
     return {"train_loss": loss, "train_error": error}
 
 
-def _save(parts: TrialParts, window: dict[str, Any], path: Path, config: TrialConfig,
+def _save(parts: TrialParts, window: Window, path: Path, config: TrialConfig,
           context: DistributedContext, step: int) -> str:
     # collective under FSDP (every rank takes part); the unsharded states land on rank 0
-    model_state, optimizer_state = full_state_dicts(parts.var, parts.optimizer)
+    state = capture_state(parts, window_state(window), config, context, step)
     if context.is_main:
-        save_checkpoint(path, {
-            "step": step,
-            "model": model_state,
-            "optimizer": optimizer_state,
-            "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-            "schedule": parts.schedule.state_dict(),
-            "rng": capture_rng_state(context.device),
-            "data_position": parts.batches.position.state_dict(),
-            "window": {"loss": window["loss"].item(), "error": window["error"].item(), "steps": window["steps"]},
-            "trial_config": config.to_dict(),
-            "cache_key": parts.cache.key,
-        })
+        save_checkpoint(path, state)
     context.barrier()
     return str(path)
 
 
-def _restore(parts: TrialParts, window: dict[str, Any], path: Path, config: TrialConfig,
+def _restore(parts: TrialParts, window: Window, path: Path, config: TrialConfig,
              context: DistributedContext) -> int:
     state = load_checkpoint(path)
-    differing = sorted(
-        key for key in set(_comparable(state["trial_config"])) | set(_comparable(config.to_dict()))
-        if state["trial_config"].get(key) != config.to_dict().get(key)
-    )
+    differing = differing_fields(state["trial_config"], config.to_dict(), RESUME_FREE_FIELDS)
     if differing:
         raise CheckpointError(
             f"checkpoint {path} was written by a trial with different {differing}; use another "
@@ -219,21 +187,7 @@ def _restore(parts: TrialParts, window: dict[str, Any], path: Path, config: Tria
     if state.get("cache_key") != parts.cache.key:
         raise CheckpointError(f"checkpoint {path} was trained on another token cache ({state.get('cache_key')})")
     parts.schedule.check_matches(state["schedule"])
-    optimizer_state = state["optimizer"]
-    if is_positional(optimizer_state):  # written before FSDP support: parameters by position
-        optimizer_state = named_optimizer_state(parts.var, parts.optimizer, optimizer_state)
-    load_full_state_dicts(parts.var, parts.optimizer, state["model"], optimizer_state)
-    if parts.scaler is not None and state["scaler"] is not None:
-        parts.scaler.load_state_dict(state["scaler"])
-    parts.batches.load_state_dict(state["data_position"])
-    window["loss"].fill_(state["window"]["loss"])
-    window["error"].fill_(state["window"]["error"])
-    window["steps"] = int(state["window"]["steps"])
-    if context.is_main:
-        restore_rng_state(state["rng"], context.device)
-    else:
-        torch.manual_seed(config.seed + 1_000_003 * context.rank + int(state["step"]))
-    return int(state["step"])
+    return restore_state(parts, window, state, config, context)
 
 
 def _finish(parts: TrialParts, config: TrialConfig, context: DistributedContext,
