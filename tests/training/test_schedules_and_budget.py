@@ -87,7 +87,7 @@ def test_the_wsd_decay_starts_exactly_at_the_fork_step(total, fraction):
     start = fork_step(total, fraction)
     assert start == round((1 - fraction) * total)
     schedule = LRSchedule("wsd", 1.0, total, 0, decay_fraction=fraction, decay_shape="sqrt")
-    assert [step for step in range(total) if schedule.factor(step) < 1.0][0] == start
+    assert next(step for step in range(total) if schedule.factor(step) < 1.0) == start
 
 
 def test_a_trunk_schedule_has_every_budgets_lr_before_its_fork():

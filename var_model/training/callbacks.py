@@ -23,7 +23,10 @@ class TrialCallback:
     def on_start(self, info: dict[str, Any]) -> None:
         """Before the first step. `info` holds depth, width, params_total, params_per_token,
         flops_per_image, flops_per_image_6n, steps, lr, base_lr, batch_size, budget_kind,
-        budget_value, schedule, seed, and `resumed_step` (0 for a fresh start)."""
+        budget_value, schedule, seed, `resumed_step` (the step of the trial's own checkpoint
+        it resumes from; 0 otherwise), `role` (independent | trunk | branch), `budget_steps`
+        (the steps of the budget), `steps_trained` (those this trial trains from its start:
+        0 or a branch's fork), a branch's `fork_step` and `fork_path`, a trunk's `forks`."""
 
     def on_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """At each log and evaluation point; `metrics` always holds images, tokens, flops."""
@@ -101,7 +104,9 @@ class JsonlCallback(TrialCallback):
                     record = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a crash mid-write
-                if resumed_step and record.get("event") != "end" and record.get("step", 0) <= resumed_step:
+                # fork events are not kept: a resumed trunk reports its forks again
+                if (resumed_step and record.get("event") not in ("end", "fork")
+                        and record.get("step", 0) <= resumed_step):
                     kept.append(line)
             # a fresh start (resumed_step 0) begins a new file
             self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

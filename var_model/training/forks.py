@@ -39,8 +39,17 @@ from typing import Any
 
 from var_model.errors import CheckpointError, ConfigError, TrialError
 from var_model.training.budget import StepCost, steps_for_budget
-from var_model.training.checkpoint import file_sha256, load_checkpoint, write_temporary_checkpoint
-from var_model.training.config import BRANCH_FREE_FIELDS, RESUME_FREE_FIELDS, TrialConfig, differing_fields
+from var_model.training.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    write_temporary_checkpoint,
+)
+from var_model.training.config import (
+    BRANCH_FREE_FIELDS,
+    RESUME_FREE_FIELDS,
+    TrialConfig,
+    differing_fields,
+)
 from var_model.training.schedules import fork_step, fork_steps
 
 FORKS_DIR = "forks"
@@ -127,7 +136,7 @@ def write_fork(output_dir: str | os.PathLike[str], budget_value: float, state: d
     path = fork_file(output_dir, step)
     temporary = write_temporary_checkpoint(path, {**state, "fork_step": step})
     try:
-        fork = Fork(step, float(budget_value), str(path), file_sha256(temporary))
+        fork = Fork(step, float(budget_value), str(path.absolute()), file_sha256(temporary))
         # the record first: a fork file that exists always has its hash beside it
         record = _record_file(path)
         record_temporary = record.with_name(f".{record.name}.{os.getpid()}.tmp")
@@ -155,7 +164,8 @@ def read_forks(output_dir: str | os.PathLike[str], trial_config: dict[str, Any] 
             if differing:
                 raise TrialError(f"fork {path} was written by a trunk with different {differing}; use another "
                                  "output_dir, or delete its forks/ once no branch needs them")
-        forks.append(Fork.from_dict(record))
+        # the path where the file is now, absolute: a branch may run in another directory
+        forks.append(Fork.from_dict({**record, "path": str(path.absolute())}))
     return forks
 
 

@@ -11,6 +11,10 @@ FSDP2 (training/parallel.py): the loop is the same.
 At log points: train metrics; at evaluation points and at the end: test metrics; after both,
 an atomic checkpoint. A NaN/inf (or too large) train loss ends the trial with status
 "diverged": a result, not an exception, so a study keeps going.
+
+Cooldown branches (training/forks.py has the contract): a trunk writes a fork checkpoint
+right after each fork step and stops at its last; a branch's fresh start is its fork's state
+(training/branches.py), after which the loop is the same as for any trial.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ import torch
 from var_model.errors import CheckpointError, TrialError
 from var_model.training.branches import ForkWriter, start_from_fork
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
-from var_model.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from var_model.training.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    save_checkpoint,
+)
 from var_model.training.config import RESUME_FREE_FIELDS, TrialConfig, differing_fields
 from var_model.training.distributed import DistributedContext
 from var_model.training.evaluation import evaluate
@@ -34,7 +42,13 @@ from var_model.training.parallel import gathered_weights
 from var_model.training.result import RESULT_FILE, TrialResult
 from var_model.training.sampling import sample_grid, save_png
 from var_model.training.setup import TrialParts, build_trial
-from var_model.training.state import Window, capture_state, new_window, restore_state, window_state
+from var_model.training.state import (
+    Window,
+    capture_state,
+    new_window,
+    restore_state,
+    window_state,
+)
 from var_model.training.step import train_step
 
 METRICS_FILE = "metrics.jsonl"
@@ -97,7 +111,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
     test_labels = parts.cache.labels("test")[: config.eval_images]
     shard = context.shard(parts.batches.batch_size)
     started = time.perf_counter()
-    last_checkpoint: str | None = str(checkpoint_path) if start_step else None
+    last_checkpoint: str | None = str(checkpoint_path) if resumed_step else None
     if start_step == parts.steps:
         # the final checkpoint was written but the process died before result.json: the
         # weights are final, only the closing evaluation is repeated
