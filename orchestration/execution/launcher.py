@@ -23,20 +23,7 @@ from typing import Callable, TextIO
 
 import ray
 
-from analysis.mlflow_schema import (
-    BUDGET_KIND_TAG,
-    DRY_RUN_FILE,
-    FAILED,
-    FINISHED_STATUSES,
-    RESOLVED_SPEC_FILE,
-    RUNNING,
-    STATUS_TAG,
-    TOKENIZER_METRIC_PREFIX,
-    TOKENIZER_STAGE_FILE,
-    TRIAL_CONFIG_FILE,
-    TRIAL_COUNT_TAG,
-    redact_uri,
-)
+from analysis import mlflow_schema as schema
 from analysis.text import counts_text
 from orchestration.execution.progress import Progress
 from orchestration.execution.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
@@ -98,7 +85,7 @@ def _task_options(trial: TrialSpec, max_retries: int) -> dict:
 
 
 def _save_resolved(spec: StudySpec) -> str:
-    path = Path(spec.storage, RESOLVED_SPEC_FILE)
+    path = Path(spec.storage, schema.RESOLVED_SPEC_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(spec_to_yaml(spec))
@@ -143,24 +130,26 @@ def _launch_locked(
     reconciled = tracker.reconcile()
     if reconciled:
         stream.write(f"marked {len(reconciled)} runs left RUNNING by a stopped launch as KILLED: {reconciled}\n")
-    tracker.client.log_artifact(tracker.parent_run_id, str(Path(spec.storage, RESOLVED_SPEC_FILE)))
-    tracker.log_parent_artifact_text(dry_run_table(spec), DRY_RUN_FILE)
-    tracker.log_parent_tags({TRIAL_COUNT_TAG: len(trials), BUDGET_KIND_TAG: spec.budgets.kind})
+    tracker.client.log_artifact(tracker.parent_run_id, str(Path(spec.storage, schema.RESOLVED_SPEC_FILE)))
+    tracker.log_parent_artifact_text(dry_run_table(spec), schema.DRY_RUN_FILE)
+    tracker.log_parent_tags({schema.TRIAL_COUNT_TAG: len(trials), schema.BUDGET_KIND_TAG: spec.budgets.kind})
     stream.write(
-        f"study {spec.name}: {len(trials)} trials, MLflow {redact_uri(spec.tracking_uri)}, storage {spec.storage}\n"
+        f"study {spec.name}: {len(trials)} trials, MLflow {schema.redact_uri(spec.tracking_uri)}, "
+        f"storage {spec.storage}\n"
     )
 
     existing = tracker.trial_runs()
     todo = [
         trial
         for trial in trials
-        if existing.get(trial.key) is None or existing[trial.key].data.tags.get(STATUS_TAG) not in FINISHED_STATUSES
+        if existing.get(trial.key) is None
+        or existing[trial.key].data.tags.get(schema.STATUS_TAG) not in schema.FINISHED_STATUSES
     ]
     todo_keys = {trial.key for trial in todo}
     progress = Progress(spec.name, {trial.key: trial.flops for trial in trials}, stream)
     for trial in trials:
         if trial.key not in todo_keys:
-            status = existing[trial.key].data.tags[STATUS_TAG]
+            status = existing[trial.key].data.tags[schema.STATUS_TAG]
             progress.skip(trial.key, status)
             result.statuses[trial.key] = status
             result.skipped.append(trial.key)
@@ -196,7 +185,7 @@ def _launch_locked(
                 trial = pending.pop(0)
                 config = build_trial_config(spec, trial, result.token_cache)
                 Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-                config.to_yaml(Path(config.output_dir, TRIAL_CONFIG_FILE))
+                config.to_yaml(Path(config.output_dir, schema.TRIAL_CONFIG_FILE))
                 request = TrialRequest(
                     key=trial.key,
                     run_id=run_ids[trial.key],
@@ -208,7 +197,7 @@ def _launch_locked(
                 )
                 ref = remote.options(**_task_options(trial, spec.resources.max_retries)).remote(request, trial_function)
                 refs[ref] = trial
-                progress.set(trial.key, RUNNING)
+                progress.set(trial.key, schema.RUNNING)
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=poll_seconds)
             for ref in ready:
                 trial = refs.pop(ref)
@@ -219,9 +208,9 @@ def _launch_locked(
                     progress.set(trial.key, outcome["status"])
                 except Exception as error:  # a trial's failure is recorded; the study goes on
                     result.errors[trial.key] = f"{type(error).__name__}: {error}"
-                    result.statuses[trial.key] = FAILED
-                    progress.set(trial.key, FAILED)
-                    tracker.mark(run_ids[trial.key], FAILED, result.errors[trial.key])
+                    result.statuses[trial.key] = schema.FAILED
+                    progress.set(trial.key, schema.FAILED)
+                    tracker.mark(run_ids[trial.key], schema.FAILED, result.errors[trial.key])
             progress.show()
         tracker.finish_parent()
     except KeyboardInterrupt:
@@ -230,7 +219,7 @@ def _launch_locked(
         for ref in refs:
             ray.cancel(ref, force=True)
         for trial in refs.values():
-            tracker.mark(run_ids[trial.key], FAILED, "interrupted (Ctrl-C); relaunch to resume")
+            tracker.mark(run_ids[trial.key], schema.FAILED, "interrupted (Ctrl-C); relaunch to resume")
         tracker.finish_parent(interrupted=True)
         stream.write(
             "\ninterrupted: unfinished trials keep their checkpoints; run the same launch "
@@ -271,9 +260,9 @@ def _tokenizer_stage(
     )
     reused = "reused" if stage.get("reused_cache") else "built"
     stream.write(f"token cache {reused} in {time.monotonic() - started:.1f} s: {stage['cache_path']}\n")
-    tracker.log_parent_artifact_text(json.dumps(stage, indent=2, default=str), TOKENIZER_STAGE_FILE)
+    tracker.log_parent_artifact_text(json.dumps(stage, indent=2, default=str), schema.TOKENIZER_STAGE_FILE)
     numbers = {
-        f"{TOKENIZER_METRIC_PREFIX}{name}": value
+        f"{schema.TOKENIZER_METRIC_PREFIX}{name}": value
         for name, value in {**stage.get("report", {}), **stage.get("baselines", {})}.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)
     }

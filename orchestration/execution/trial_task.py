@@ -18,17 +18,7 @@ from typing import Any, Callable
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import (
-    ATTEMPTS_TAG,
-    DIVERGED,
-    FAILED,
-    FAILURE_TAG,
-    FAILURE_TAIL_LIMIT,
-    MESSAGE_TAG,
-    RUNNING,
-    STATUS_TAG,
-    TAG_VALUE_LIMIT,
-)
+from analysis import mlflow_schema as schema
 from orchestration.tracking.trial_callback import MlflowTrialCallback
 from var_model.errors import DivergenceError
 from var_model.training import run_trial
@@ -51,10 +41,10 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
     trial_function = trial_function or run_trial
     client = MlflowClient(request.tracking_uri)
     run = client.get_run(request.run_id)
-    attempt = int(run.data.tags.get(ATTEMPTS_TAG, "0")) + 1
+    attempt = int(run.data.tags.get(schema.ATTEMPTS_TAG, "0")) + 1
     client.update_run(request.run_id, status="RUNNING")
-    client.set_tag(request.run_id, STATUS_TAG, RUNNING)
-    client.set_tag(request.run_id, ATTEMPTS_TAG, str(attempt))
+    client.set_tag(request.run_id, schema.STATUS_TAG, schema.RUNNING)
+    client.set_tag(request.run_id, schema.ATTEMPTS_TAG, str(attempt))
     os.makedirs(request.output_dir, exist_ok=True)
     callback = MlflowTrialCallback(request.tracking_uri, request.run_id, request.output_dir)
     try:
@@ -62,12 +52,12 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
     except DivergenceError as error:
         # The trainer returns a "diverged" result; should a divergence be raised instead, it is
         # still a result of the study, not a failure to retry.
-        client.set_tag(request.run_id, STATUS_TAG, DIVERGED)
-        client.set_tag(request.run_id, MESSAGE_TAG, str(error)[:TAG_VALUE_LIMIT])
+        client.set_tag(request.run_id, schema.STATUS_TAG, schema.DIVERGED)
+        client.set_tag(request.run_id, schema.MESSAGE_TAG, str(error)[: schema.TAG_VALUE_LIMIT])
         client.set_terminated(request.run_id, status="FINISHED")
         return {
             "key": request.key,
-            "status": DIVERGED,
+            "status": schema.DIVERGED,
             "metrics": {},
             "steps": 0,
             "node": socket.gethostname(),
@@ -75,11 +65,11 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
             "node_id": _ray_node_id(),
         }
     except Exception:
-        client.set_tag(request.run_id, STATUS_TAG, FAILED)
-        client.set_tag(request.run_id, FAILURE_TAG, traceback.format_exc()[-FAILURE_TAIL_LIMIT:])
+        client.set_tag(request.run_id, schema.STATUS_TAG, schema.FAILED)
+        client.set_tag(request.run_id, schema.FAILURE_TAG, traceback.format_exc()[-schema.FAILURE_TAIL_LIMIT :])
         client.set_terminated(request.run_id, status="FAILED")
         raise
-    client.set_tag(request.run_id, STATUS_TAG, result.status)
+    client.set_tag(request.run_id, schema.STATUS_TAG, result.status)
     client.set_terminated(request.run_id, status="FINISHED")
     return {
         "key": request.key,

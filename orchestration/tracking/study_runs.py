@@ -21,21 +21,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import (
-    FAILED,
-    FAILURE_TAG,
-    FAILURE_TAIL_LIMIT,
-    FINISHED_STATUSES,
-    KIND_TAG,
-    PARENT_RUN_TAG,
-    PENDING,
-    STATUS_TAG,
-    STUDY_KIND,
-    STUDY_TAG,
-    TERMINAL_RUN_STATUS,
-    TRIAL_KEY_TAG,
-    TRIAL_KIND,
-)
+from analysis import mlflow_schema as schema
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec
 
@@ -124,13 +110,15 @@ class StudyTracker:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
 
     def start_parent(self) -> str:
-        runs = self._search(f"tags.`{KIND_TAG}` = '{STUDY_KIND}'")
+        runs = self._search(f"tags.`{schema.KIND_TAG}` = '{schema.STUDY_KIND}'")
         if runs:
             self.parent_run_id = sorted(runs, key=lambda run: run.info.start_time)[0].info.run_id
             self.client.update_run(self.parent_run_id, status="RUNNING")
         else:
             run = self.client.create_run(
-                self.experiment_id, run_name=self.spec.name, tags={KIND_TAG: STUDY_KIND, STUDY_TAG: self.spec.name}
+                self.experiment_id,
+                run_name=self.spec.name,
+                tags={schema.KIND_TAG: schema.STUDY_KIND, schema.STUDY_TAG: self.spec.name},
             )
             self.parent_run_id = run.info.run_id
         return self.parent_run_id
@@ -138,18 +126,20 @@ class StudyTracker:
     def trial_runs(self) -> dict[str, object]:
         """Child runs by trial key (one per key; the oldest wins if a crash ever made two)."""
         found: dict[str, object] = {}
-        for run in sorted(self._search(f"tags.`{KIND_TAG}` = '{TRIAL_KIND}'"), key=lambda run: run.info.start_time):
-            found.setdefault(run.data.tags.get(TRIAL_KEY_TAG), run)
+        for run in sorted(
+            self._search(f"tags.`{schema.KIND_TAG}` = '{schema.TRIAL_KIND}'"), key=lambda run: run.info.start_time
+        ):
+            found.setdefault(run.data.tags.get(schema.TRIAL_KEY_TAG), run)
         return found
 
     def create_trial_run(self, trial: TrialSpec, revision: str) -> str:
         assert self.parent_run_id is not None, "start_parent() first"
         tags = {
-            KIND_TAG: TRIAL_KIND,
-            STUDY_TAG: self.spec.name,
-            TRIAL_KEY_TAG: trial.key,
-            STATUS_TAG: PENDING,
-            PARENT_RUN_TAG: self.parent_run_id,
+            schema.KIND_TAG: schema.TRIAL_KIND,
+            schema.STUDY_TAG: self.spec.name,
+            schema.TRIAL_KEY_TAG: trial.key,
+            schema.STATUS_TAG: schema.PENDING,
+            schema.PARENT_RUN_TAG: self.parent_run_id,
         }
         run = self.client.create_run(self.experiment_id, run_name=trial.key, tags=tags)
         params = dict(trial_params(trial, revision), schedule=self.schedule)
@@ -160,19 +150,19 @@ class StudyTracker:
         """Runs left RUNNING by a killed driver are marked KILLED (they resume on relaunch)."""
         reconciled = []
         for key, run in self.trial_runs().items():
-            unfinished = run.data.tags.get(STATUS_TAG) not in FINISHED_STATUSES
+            unfinished = run.data.tags.get(schema.STATUS_TAG) not in schema.FINISHED_STATUSES
             if run.info.status == "RUNNING" and unfinished and key not in live_keys:
-                self.client.set_tag(run.info.run_id, STATUS_TAG, FAILED)
-                self.client.set_tag(run.info.run_id, FAILURE_TAG, "interrupted (driver stopped)")
+                self.client.set_tag(run.info.run_id, schema.STATUS_TAG, schema.FAILED)
+                self.client.set_tag(run.info.run_id, schema.FAILURE_TAG, "interrupted (driver stopped)")
                 self.client.set_terminated(run.info.run_id, status="KILLED")
                 reconciled.append(key)
         return reconciled
 
     def mark(self, run_id: str, status: str, failure: str | None = None) -> None:
-        self.client.set_tag(run_id, STATUS_TAG, status)
+        self.client.set_tag(run_id, schema.STATUS_TAG, status)
         if failure:
-            self.client.set_tag(run_id, FAILURE_TAG, failure[-FAILURE_TAIL_LIMIT:])
-        mlflow_status = TERMINAL_RUN_STATUS.get(status)
+            self.client.set_tag(run_id, schema.FAILURE_TAG, failure[-schema.FAILURE_TAIL_LIMIT :])
+        mlflow_status = schema.TERMINAL_RUN_STATUS.get(status)
         if mlflow_status:
             self.client.set_terminated(run_id, status=mlflow_status)
 

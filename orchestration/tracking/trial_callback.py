@@ -19,25 +19,14 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import (
-    CHECKPOINT_STEP_TAG,
-    MESSAGE_TAG,
-    NODE_TAG,
-    PARAM_VALUE_LIMIT,
-    PID_TAG,
-    RESUMED_STEP_TAG,
-    STEPS_DONE_TAG,
-    TAG_VALUE_LIMIT,
-    TRAINER_VALUE_TAG_PREFIX,
-    TRIAL_CONFIG_FILE,
-)
+from analysis import mlflow_schema as schema
 from var_model.training.callbacks import TrialCallback
 from var_model.training.result import RESULT_FILE
 from var_model.training.trainer import METRICS_FILE
 
 SAMPLE_GRID_NAMES = ("samples.png", "sample_grid.png")
 # The trial's files logged as artifacts of its run at the end, when they exist.
-TRIAL_FILES = (*SAMPLE_GRID_NAMES, TRIAL_CONFIG_FILE, METRICS_FILE, RESULT_FILE)
+TRIAL_FILES = (*SAMPLE_GRID_NAMES, schema.TRIAL_CONFIG_FILE, METRICS_FILE, RESULT_FILE)
 
 
 class MlflowTrialCallback(TrialCallback):
@@ -57,9 +46,9 @@ class MlflowTrialCallback(TrialCallback):
         new_params, tags = (
             [],
             [
-                RunTag(NODE_TAG, socket.gethostname()),
-                RunTag(PID_TAG, str(os.getpid())),
-                RunTag(RESUMED_STEP_TAG, str(int(info.get("resumed_step", 0)))),
+                RunTag(schema.NODE_TAG, socket.gethostname()),
+                RunTag(schema.PID_TAG, str(os.getpid())),
+                RunTag(schema.RESUMED_STEP_TAG, str(int(info.get("resumed_step", 0)))),
             ],
         )
         for key, value in info.items():
@@ -67,9 +56,9 @@ class MlflowTrialCallback(TrialCallback):
                 continue
             text = str(value)
             if key not in logged:
-                new_params.append(Param(key, text[:PARAM_VALUE_LIMIT]))
+                new_params.append(Param(key, text[: schema.PARAM_VALUE_LIMIT]))
             elif logged[key] != text and not _same_number(logged[key], text):
-                tags.append(RunTag(f"{TRAINER_VALUE_TAG_PREFIX}{key}", text[:TAG_VALUE_LIMIT]))
+                tags.append(RunTag(f"{schema.TRAINER_VALUE_TAG_PREFIX}{key}", text[: schema.TAG_VALUE_LIMIT]))
         self._batch(params=new_params, tags=tags)
 
     def on_metrics(self, step: int, metrics: dict[str, float]) -> None:
@@ -84,14 +73,14 @@ class MlflowTrialCallback(TrialCallback):
         )
 
     def on_checkpoint(self, step: int, path: str) -> None:
-        self._batch(tags=[RunTag(CHECKPOINT_STEP_TAG, str(int(step)))])
+        self._batch(tags=[RunTag(schema.CHECKPOINT_STEP_TAG, str(int(step)))])
 
     def on_end(self, result) -> None:
         now = int(time.time() * 1000)
         finals = [Metric(key, float(value), now, int(result.steps)) for key, value in result.metrics.items()]
-        self._batch(metrics=finals, tags=[RunTag(STEPS_DONE_TAG, str(result.steps))])
+        self._batch(metrics=finals, tags=[RunTag(schema.STEPS_DONE_TAG, str(result.steps))])
         if result.message:
-            self.client.set_tag(self.run_id, MESSAGE_TAG, result.message[:TAG_VALUE_LIMIT])
+            self.client.set_tag(self.run_id, schema.MESSAGE_TAG, result.message[: schema.TAG_VALUE_LIMIT])
         for name in TRIAL_FILES:
             if (self.output_dir / name).is_file():
                 self.client.log_artifact(self.run_id, str(self.output_dir / name))
