@@ -11,7 +11,13 @@ import torch
 from var_model.errors import CheckpointError, ConfigError, TrialError
 from var_model.training import TrialCallback, read_metrics, run_trial
 from var_model.training.checkpoint import CHECKPOINT_FILE, file_sha256, load_checkpoint
-from var_model.training.forks import branch_config, fork_file, read_forks, trunk_config
+from var_model.training.forks import (
+    branch_config,
+    fork_file,
+    read_forks,
+    trunk_config,
+    write_fork,
+)
 
 # batch 16: budgets of 10 and 15 steps fork at steps 8 and 12 (decay_fraction 0.2); with
 # log_every 3, step 8 is inside a metric window and step 12 closes one
@@ -195,3 +201,16 @@ def test_fork_records_name_the_trunk_and_the_hash(base, tmp_path):
     assert record["sha256"] == file_sha256(fork_file(trunk.output_dir, 8))
     assert record["step"] == 8 and record["budget_value"] == SHORT
     assert record["trial_config"] == trunk.to_dict()
+
+
+def test_a_fork_is_never_overwritten(base, tmp_path):
+    trunk = trunk_config(base, [SHORT, LONG], str(tmp_path / "trunk"))
+    with pytest.raises(Interrupt):
+        run_trial(trunk, callback=Recorder(interrupt_fork=8), resume=False)
+    fork = read_forks(trunk.output_dir)[0]
+    state = load_checkpoint(fork.path)
+    state["model"] = {name: torch.zeros_like(tensor) for name, tensor in state["model"].items()}
+    with pytest.raises(CheckpointError, match="already exists; a fork is written once"):
+        write_fork(trunk.output_dir, SHORT, state)
+    assert file_sha256(fork.path) == fork.sha256 and read_forks(trunk.output_dir) == [fork]
+    assert list(Path(fork.path).parent.glob(".*.tmp")) == []

@@ -11,7 +11,7 @@ from var_model.errors import CheckpointError
 from var_model.training.callbacks import TrialCallback
 from var_model.training.config import TrialConfig
 from var_model.training.distributed import DistributedContext
-from var_model.training.forks import Fork, fork_file, load_fork, read_forks, write_fork
+from var_model.training.forks import Fork, load_fork, read_forks, write_fork
 from var_model.training.schedules import LRSchedule
 from var_model.training.setup import TrialParts
 from var_model.training.state import Window, capture_state, restore_state, window_state
@@ -41,8 +41,6 @@ class ForkWriter:
         budget = self.parts.plan.forks.get(step)
         if budget is None or step in self.forks:
             return
-        if fork_file(self.config.output_dir, step).exists():  # a fork is never rewritten
-            raise CheckpointError(f"{fork_file(self.config.output_dir, step)} exists but has no record; delete it")
         state = capture_state(self.parts, window_state(window, reset=step % self.config.log_every == 0),
                               self.config, self.context, step)
         if self.context.is_main:

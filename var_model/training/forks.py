@@ -26,6 +26,10 @@ an orchestrator follows (steps(B) = `budget.steps_for_budget`, fork(B) =
    branch with its own checkpoint.pt resumes from that instead. Its counters (images, tokens,
    flops) and `TrialResult.steps` count the whole budget from step 0, as the independent run's
    do; `info["steps_trained"]` = steps(B) - fork is what it actually trains.
+   `resume=False` restarts a trunk's own files but keeps its forks (they are immutable; the
+   rerun skips them). A trunk's budgets are fixed at its start: forks in its output_dir from
+   a trunk of another config are a TrialError. `on_fork` runs inside the trunk's loop on
+   its main rank: it should only record or send the fork, and return.
 3. A fork must outlive its branches: delete it with `delete_fork` once they have finished.
 """
 
@@ -134,6 +138,8 @@ def write_fork(output_dir: str | os.PathLike[str], budget_value: float, state: d
     whole or not at all and is never replaced (an existing one is a CheckpointError)."""
     step = int(state["step"])
     path = fork_file(output_dir, step)
+    if path.exists():  # checked first: its record must not be touched either
+        raise CheckpointError(f"fork {path} already exists; a fork is written once and never replaced")
     temporary = write_temporary_checkpoint(path, {**state, "fork_step": step})
     try:
         fork = Fork(step, float(budget_value), str(path.absolute()), file_sha256(temporary))
@@ -147,7 +153,8 @@ def write_fork(output_dir: str | os.PathLike[str], budget_value: float, state: d
         try:
             os.link(temporary, path)  # creates `path` only where none exists: never an overwrite
         except FileExistsError:
-            raise CheckpointError(f"fork {path} already exists; a fork is written once and never replaced") from None
+            raise CheckpointError(f"fork {path} appeared while this trunk wrote it: two trunks share "
+                                  "one output_dir; give each its own") from None
     finally:
         temporary.unlink(missing_ok=True)
     return fork
@@ -158,6 +165,10 @@ def read_forks(output_dir: str | os.PathLike[str], trial_config: dict[str, Any] 
     (the trunk's `to_dict()`), a fork written by a trunk of another config is a TrialError."""
     forks = []
     for path in sorted((Path(output_dir) / FORKS_DIR).glob("step_*.pt")):
+        if not _record_file(path).is_file():
+            raise CheckpointError(f"fork {path} has no record {_record_file(path).name} (its hash and trunk "
+                                  "config); a fork without one cannot be checked: delete the fork, and its "
+                                  "trunk writes it again")
         record = json.loads(_record_file(path).read_text(encoding="utf-8"))
         if trial_config is not None:
             differing = differing_fields(record["trial_config"], trial_config, RESUME_FREE_FIELDS)
