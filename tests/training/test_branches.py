@@ -121,6 +121,8 @@ def test_a_killed_trunk_resumes_and_keeps_the_forks_it_wrote(base, tmp_path):
     assert recorder.forks[0].sha256 == written_hash == file_sha256(first)
     assert first.stat().st_mtime_ns == written_stat.st_mtime_ns and first.stat().st_ino == written_stat.st_ino
     assert resumed.metrics == straight.metrics
+    events = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert [event["step"] for event in events if event["event"] == "fork"] == [8, 12]  # each once
     for step in (8, 12):
         _assert_same_weights(load_checkpoint(fork_file(trunk.output_dir, step))["model"],
                              load_checkpoint(fork_file(straight.info["trial_config"]["output_dir"], step))["model"])

@@ -17,7 +17,11 @@ an orchestrator follows (steps(B) = `budget.steps_for_budget`, fork(B) =
    `Fork`; the trunk's `TrialResult.info["forks"]` lists them all (`Fork.to_dict()`), and
    `read_forks(output_dir)` reads them back at any time. Two budgets with one fork step are a
    ConfigError (no merge: drop one). A killed trunk resumes from its own checkpoint.pt; on
-   start it reports the forks already written (on_fork again, in step order) and keeps them.
+   start it reports the forks already written (on_fork again, in step order) and keeps them;
+   `resume=False` restarts its own files but keeps its forks too (immutable; the rerun skips
+   them). A trunk's budgets are fixed at its start: forks in its output_dir from a trunk of
+   another config are a TrialError. `on_fork` runs inside the trunk's loop on its main rank:
+   it should only record or send the fork, and return.
 2. Branch: `branch_config(trunk, fork, output_dir)` once its fork exists. On a fresh start
    `run_trial` checks the fork's sha256 (a mismatch is a CheckpointError naming the file and
    both hashes), that the fork was written at `fork_step` = fork(budget_value), and that the
@@ -26,10 +30,8 @@ an orchestrator follows (steps(B) = `budget.steps_for_budget`, fork(B) =
    branch with its own checkpoint.pt resumes from that instead. Its counters (images, tokens,
    flops) and `TrialResult.steps` count the whole budget from step 0, as the independent run's
    do; `info["steps_trained"]` = steps(B) - fork is what it actually trains.
-   `resume=False` restarts a trunk's own files but keeps its forks (they are immutable; the
-   rerun skips them). A trunk's budgets are fixed at its start: forks in its output_dir from
-   a trunk of another config are a TrialError. `on_fork` runs inside the trunk's loop on
-   its main rank: it should only record or send the fork, and return.
+   It equals, bit for bit on CPU, `base.replace(budget_value=B)` run from scratch (same
+   warmup_steps: choose it once per trunk, e.g. warmup_fraction x steps of the smallest budget).
 3. A fork must outlive its branches: delete it with `delete_fork` once they have finished.
 """
 
