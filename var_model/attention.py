@@ -48,8 +48,9 @@ def default_attention_kernel(device_type: str) -> str:
 
     CPU: "sdpa". torch 2.13's FlexAttention has no backward on CPU (`_validate_device` raises
     NotImplementedError for inputs that require grad), so it cannot train there at all. Its
-    forward alone is slower too: one thread, d6 at 256px, batch 2, float32, 12 forward passes
-    under no_grad: compiled flex 1.52x the time of SDPA (steady-state per pass, median of 3).
+    forward alone is no faster either: one thread, d6 at 256px, batch 2, float32, under
+    no_grad, after warm-up, 12 interleaved passes each: SDPA median 1052 ms, compiled flex
+    1141 ms, flex/SDPA 1.03 (median of the paired ratios).
     CUDA: "flex", pending the GPU check (benchmarks/gpu_check.sh): the fused Triton kernel
     reads no (L, L) mask, which SDPA's memory-efficient kernel must, and skips masked tiles.
     Other device types: "sdpa", the kernel every backend has.
