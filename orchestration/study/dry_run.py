@@ -1,9 +1,10 @@
 """`varscale dry-run`: what a study would cost, before anything runs.
 
-Numbers come from the configs alone (var_model.counting), so a d30 row costs microseconds and
-no memory. Estimated time = trial FLOPs / (resources.flops_per_second x GPUs per trial), or
-/ (resources.cpu_flops_per_second x threads) for CPU trials: set both from `varscale bench` on
-the target hardware.
+Numbers come from the configs alone (var_model.counting, var_model.memory), so a d30 row costs
+microseconds and no memory. Each GPU trial shows its execution plan (micro-batch, accumulation
+steps, sharding, checkpointing: orchestration.study.execution_plan) and its estimated peak per
+GPU against resources.gpu_memory_gb. Estimated time = trial FLOPs / achieved FLOP/s, measured
+(resources.throughput_file) or stated (orchestration.study.time_estimates); the table says which.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Callable
 
 from analysis.text import short_duration, text_table
 from orchestration.study.spec import StudySpec
+from orchestration.study.time_estimates import TimeEstimates
 from orchestration.study.trial_config import plan_study
 from orchestration.study.trials import TrialSpec
+from var_model.memory import BYTES_PER_GB
 
 
 def resources_text(trial: TrialSpec) -> str:
@@ -25,10 +28,21 @@ def resources_text(trial: TrialSpec) -> str:
     return ", ".join(parts)
 
 
-def dry_run_rows(spec: StudySpec) -> list[dict]:
+def peak_text(trial: TrialSpec) -> str:
+    """'61.2 / 80 GB': the plan's peak per GPU against the memory it was planned for."""
+    plan = trial.execution.plan
+    if plan is None:
+        return f"none ({trial.execution.device})"
+    return f"{plan.memory.total_bytes / BYTES_PER_GB:.1f} / {plan.gpu_memory_bytes / BYTES_PER_GB:g} GB"
+
+
+def dry_run_rows(spec: StudySpec, trials: list[TrialSpec] | None = None) -> list[dict]:
+    trials = plan_study(spec) if trials is None else trials
+    estimates = TimeEstimates.for_study(spec, trials)
     rows = []
-    for trial in plan_study(spec):
-        seconds = trial.estimated_seconds(spec.resources.flops_per_second, spec.resources.cpu_flops_per_second)
+    for trial in trials:
+        seconds = estimates.seconds(trial)
+        execution, plan = trial.execution, trial.execution.plan
         rows.append(
             {
                 "trial": trial.key,
@@ -47,6 +61,13 @@ def dry_run_rows(spec: StudySpec) -> list[dict]:
                 "gpu_hours": seconds * trial.gpus / 3600.0,
                 "cpu_hours": seconds * trial.cpus / 3600.0,
                 "gpus": trial.gpus,
+                "micro_batch_size": execution.micro_batch_size,  # None: the whole per-rank share
+                "accumulation_steps": execution.accumulation_steps,
+                "sharding": execution.sharding,
+                "activation_checkpointing": execution.activation_checkpointing,
+                "peak_bytes": plan.memory.total_bytes if plan else None,  # None: no memory plan (CPU)
+                "gpu_memory_bytes": plan.gpu_memory_bytes if plan else None,
+                "peak": peak_text(trial),
             }
         )
     return rows
@@ -72,12 +93,29 @@ COLUMNS = (
     Column("images", lambda row: f"{row['images']:,}"),
     Column("total FLOPs", lambda row: f"{row['flops']:.4g}"),
     Column("resources", lambda row: row["resources"], numeric=False),
+    Column("micro-batch", lambda row: "whole" if row["micro_batch_size"] is None else str(row["micro_batch_size"])),
+    Column("accum.", lambda row: str(row["accumulation_steps"])),
+    Column("sharding", lambda row: row["sharding"], numeric=False),
+    Column("checkpointing", lambda row: row["activation_checkpointing"], numeric=False),
+    Column("peak / GPU", lambda row: row["peak"]),
     Column("est. time", lambda row: short_duration(row["seconds"])),
 )
 
 
+def memory_note(spec: StudySpec, trials: list[TrialSpec]) -> str:
+    plans = [trial.execution.plan for trial in trials if trial.execution.plan is not None]
+    if not plans:
+        return "peak / GPU: no memory plan (no trial runs on a GPU); micro-batch 'whole' = the trial's whole batch"
+    return (
+        f"peak / GPU: var_model.memory's plan per trial against resources.gpu_memory_gb "
+        f"{spec.resources.gpu_memory_gb:g} GB, each kept under {1 - plans[0].margin:.0%} of it; "
+        "micro-batch x accum. x GPUs = batch"
+    )
+
+
 def dry_run_table(spec: StudySpec) -> str:
-    rows = dry_run_rows(spec)
+    trials = plan_study(spec)
+    rows = dry_run_rows(spec, trials)
     text = text_table(
         [column.header for column in COLUMNS],
         [[column.cell(row) for column in COLUMNS] for row in rows],
@@ -89,9 +127,10 @@ def dry_run_table(spec: StudySpec) -> str:
     cpu_hours = sum(row["cpu_hours"] for row in rows if not row["gpus"])
     longest = max(row["seconds"] for row in rows)
     text.append("")
+    text.append(memory_note(spec, trials))
+    text.append(TimeEstimates.for_study(spec, trials).describe())
     text.append(
         f"{spec.name}: {len(rows)} trials, {total_flops:.4g} FLOP = {total_flops / 1e15:.4g} PFLOP, "
-        f"{gpu_hours:.4g} GPU-hours + {cpu_hours:.4g} CPU-hours (at {spec.resources.flops_per_second:.3g} FLOP/s "
-        f"per GPU, {spec.resources.cpu_flops_per_second:.3g} per CPU thread), longest trial {short_duration(longest)}"
+        f"{gpu_hours:.4g} GPU-hours + {cpu_hours:.4g} CPU-hours, longest trial {short_duration(longest)}"
     )
     return "\n".join(text)

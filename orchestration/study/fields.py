@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, StrictInt, StrictStr, ValidationError
 from pydantic_core import PydanticCustomError
 
 from var_model.errors import ConfigError
@@ -85,6 +85,30 @@ def choice(options: tuple[str, ...]):
         return value
 
     return Annotated[Text, AfterValidator(check)]
+
+
+def positive_integer_or(word: str):
+    """A positive integer, or the word `word` (`auto`: decided per trial)."""
+
+    def check(value: Any) -> int | str:
+        if value == word:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise field_error(f"expected a positive integer or {word}, got {describe(value)}")
+        return value
+
+    return Annotated[int | str, PlainValidator(check)]
+
+
+def boolean_or(word: str):
+    """true, false, or the word `word` (`auto`: decided per device)."""
+
+    def check(value: Any) -> bool | str:
+        if value != word and not isinstance(value, bool):
+            raise field_error(f"expected true, false or {word}, got {describe(value)}")
+        return value
+
+    return Annotated[bool | str, PlainValidator(check)]
 
 
 def expect_mapping(what: str) -> BeforeValidator:

@@ -38,20 +38,23 @@ from orchestration.study.fields import (
     PositiveInteger,
     PositiveNumber,
     Text,
+    boolean_or,
     choice,
     describe,
     distinct,
     expect_mapping,
     field_error,
     mapping_of,
+    positive_integer_or,
 )
 from orchestration.study.geometry import TOKENIZER_PRESETS, vqvae_config
 from var_model.data.config import DataConfig
 from var_model.errors import ConfigError
+from var_model.memory.execution import AUTO
 from var_model.tokenizer.stage import TOKENIZER_KINDS, TokenizerStageConfig
 from var_model.tokenizer.training import TokenizerTrainingConfig
 from var_model.training.budget import BUDGET_KINDS
-from var_model.training.config import TrialConfig
+from var_model.training.config import ACTIVATION_CHECKPOINTING, ATTENTION_CHOICES, SHARDINGS, TrialConfig
 from var_model.training.schedules import SCHEDULES
 
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -202,7 +205,9 @@ class RecipeSpec(Section):
     """Training hyper-parameters as rules of depth (the paper's recipe: docs/STUDIES.md).
 
     Every field is the TrialConfig field of the same name, resolved at the trial's depth: a new
-    recipe setting is one field here, with its default read from TrialConfig.
+    recipe setting is one field here, with its default read from TrialConfig. The execution
+    fields (micro-batch to attention) change memory and speed, never the update; their `auto`
+    is resolved per trial at plan time (orchestration.study.execution_plan).
     """
 
     batch_size: depth_rule(PositiveInteger)
@@ -212,6 +217,13 @@ class RecipeSpec(Section):
     final_lr_fraction: depth_rule(NonNegativeNumber) = TRIAL_DEFAULTS["final_lr_fraction"]
     weight_decay: NonNegativeNumber = TRIAL_DEFAULTS["weight_decay"]
     grad_clip: PositiveNumber = TRIAL_DEFAULTS["grad_clip"]
+    # auto: on a GPU, what var_model.memory.choose_execution picks to fit resources.gpu_memory_gb
+    # (largest micro-batch, then checkpointing, then sharding); on a CPU, the whole batch, none, ddp.
+    micro_batch_size: depth_rule(positive_integer_or(AUTO)) = AUTO  # images per device per pass
+    activation_checkpointing: depth_rule(choice((AUTO, *ACTIVATION_CHECKPOINTING))) = AUTO
+    sharding: depth_rule(choice((AUTO, *SHARDINGS))) = AUTO
+    compile: boolean_or(AUTO) = TRIAL_DEFAULTS["compile"]  # auto: on for CUDA
+    attention: choice(ATTENTION_CHOICES) = TRIAL_DEFAULTS["attention"]  # auto: the device's faster kernel
 
     @field_validator("warmup_fraction")
     @classmethod
@@ -227,6 +239,11 @@ class RecipeSpec(Section):
     def lr(self, depth: int) -> float:
         # The paper's linear scaling with batch, referenced to 256 (the trainer's peak_lr rule).
         return self.base_lr.at(depth) * self.batch_size.at(depth) / 256
+
+
+def _from_base_directory(path: str, info: ValidationInfo) -> str:
+    base_directory = (info.context or {}).get("base_directory") or os.getcwd()
+    return os.path.abspath(os.path.join(base_directory, os.path.expanduser(path)))
 
 
 def _at(value: Any, depth: int) -> Any:
@@ -261,6 +278,16 @@ class ResourceSpec(Section):
     # thread as measured here (`varscale bench --depth 2 --batch 4 --threads 1`: 3.3e10).
     flops_per_second: PositiveNumber = 4.0e14  # per GPU
     cpu_flops_per_second: PositiveNumber = 3.0e10  # per CPU thread, for trials without a GPU
+    # Measured FLOP/s (`varscale bench --save FILE`) for the GPU trials' estimates instead of
+    # flops_per_second, looked up as device_name (None: the file's only device).
+    throughput_file: Text | None = None
+    device_name: Text | None = None
+    gpu_memory_gb: PositiveNumber = 80.0  # of one GPU (1 GB = 1e9 bytes); every GPU trial's plan must fit it
+
+    @field_validator("throughput_file")
+    @classmethod
+    def _throughput_path(cls, path: str | None, info: ValidationInfo) -> str | None:
+        return None if path is None else _from_base_directory(path, info)
 
     def rules(self) -> dict[str, DepthRule]:
         """Every per-depth rule of the section, by its path in the study file."""
@@ -305,9 +332,7 @@ class StudySpec(Section):
     def _storage(cls, storage: str | None, info: ValidationInfo) -> str | None:
         if "name" not in info.data:
             return storage  # the name's own error is reported
-        storage = storage or f"runs/{info.data['name']}"
-        base_directory = (info.context or {}).get("base_directory") or os.getcwd()
-        return os.path.abspath(os.path.join(base_directory, os.path.expanduser(storage)))
+        return _from_base_directory(storage or f"runs/{info.data['name']}", info)
 
     @field_validator("tracking_uri")
     @classmethod

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from orchestration.study.execution_plan import trial_device
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec, expand
 from var_model.errors import ConfigError
@@ -29,11 +30,6 @@ def token_cache_dir(spec: StudySpec) -> str:
 
 def build_trial_config(spec: StudySpec, trial: TrialSpec, token_cache: str | None = None) -> TrialConfig:
     model = {"depth": trial.depth, "width": trial.width, "num_heads": trial.heads, **spec.model.overrides}
-    if spec.resources.device == "auto":
-        # A trial that holds no GPU must not grab one because the node happens to have it.
-        device = "cuda" if trial.gpus > 0 else "cpu"
-    else:
-        device = spec.resources.device
     values = dict(
         token_cache=token_cache or token_cache_dir(spec),
         output_dir=trial_output_dir(spec, trial),
@@ -41,9 +37,10 @@ def build_trial_config(spec: StudySpec, trial: TrialSpec, token_cache: str | Non
         budget_kind=trial.budget_kind,
         budget_value=trial.budget_value,
         seed=trial.seed,
-        device=device,
+        device=trial_device(spec, trial.gpus),
         threads=trial.threads,
-        **spec.recipe.trial_values(trial.depth),
+        # the recipe as written, with its execution `auto`s replaced by the plan's choice
+        **{**spec.recipe.trial_values(trial.depth), **trial.execution.trial_values()},
         **spec.trial,
     )
     try:

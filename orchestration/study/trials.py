@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from orchestration.study.execution_plan import TrialExecution, plan_execution
 from orchestration.study.geometry import vqvae_config
 from orchestration.study.spec import StudySpec
 from var_model.config import VARConfig, VQVAEConfig
@@ -57,6 +58,7 @@ class TrialSpec:
     gpus: float
     custom_resources: dict = field(default_factory=dict)
     var_config: VARConfig | None = None
+    execution: TrialExecution | None = None  # micro-batch, sharding, memory plan (execution_plan)
 
     @property
     def threads(self) -> int:
@@ -113,6 +115,9 @@ def expand(spec: StudySpec) -> list[TrialSpec]:
         image_flops = int(flops_per_image(config, training=True))
         tokens_per_image = config.sequence_length
         batch_size = spec.recipe.batch_size.at(depth)
+        gpus = spec.resources.gpus.at(depth)
+        keys = [trial_key(depth, budget, seed) for budget in spec.budgets.for_depth(depth) for seed in spec.seeds]
+        execution = plan_execution(spec, depth, config, gpus, f"trial{'s' if len(keys) > 1 else ''} {', '.join(keys)}")
         for budget in spec.budgets.for_depth(depth):
             cost = StepCost.for_batch(batch_size, tokens_per_image, image_flops)
             steps = _steps_for(spec, budget, cost, depth)
@@ -141,9 +146,10 @@ def expand(spec: StudySpec) -> list[TrialSpec]:
                         tokens=images * tokens_per_image,
                         flops=float(images) * image_flops,
                         cpus=spec.resources.cpus.at(depth),
-                        gpus=spec.resources.gpus.at(depth),
+                        gpus=gpus,
                         custom_resources={name: rule.at(depth) for name, rule in spec.resources.custom.items()},
                         var_config=config,
+                        execution=execution,
                     )
                 )
     keys = [trial.key for trial in trials]

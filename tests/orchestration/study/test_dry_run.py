@@ -55,7 +55,8 @@ def test_cli_prints_table_and_totals(capsys):
     assert "d30-b1e19-s0" in output and "gpu 8" in output
     total_line = output.strip().splitlines()[-1]
     assert total_line.startswith("var_scaling_dry_run: 24 trials, ")
-    assert "PFLOP" in total_line and "GPU-hours + 0 CPU-hours (at 4e+14 FLOP/s per GPU" in total_line
+    assert "PFLOP" in total_line and "GPU-hours + 0 CPU-hours, longest trial" in total_line
+    assert "time at the stated 4e+14 FLOP/s per GPU (resources.flops_per_second" in output
 
 
 def test_cli_reports_bad_study_without_traceback(capsys):

@@ -220,8 +220,10 @@ def test_every_recipe_field_reaches_the_trial_config_at_its_depth(tmp_path):
     trials = {trial.depth: trial for trial in expand(spec)}
     for depth, trial in trials.items():
         config = build_trial_config(spec, trial)
+        # the recipe as written, its execution `auto`s as the plan resolved them
+        expected = {**spec.recipe.trial_values(depth), **trial.execution.trial_values()}
         for name in type(spec.recipe).model_fields:
-            assert getattr(config, name) == spec.recipe.trial_values(depth)[name], name
+            assert getattr(config, name) == expected[name], name
     assert build_trial_config(spec, trials[2]).final_lr_fraction == 0.01
 
 
