@@ -36,9 +36,12 @@ def peak_text(trial: TrialSpec) -> str:
     return f"{plan.memory.total_bytes / BYTES_PER_GB:.1f} / {plan.gpu_memory_bytes / BYTES_PER_GB:g} GB"
 
 
-def dry_run_rows(spec: StudySpec, trials: list[TrialSpec] | None = None) -> list[dict]:
-    trials = plan_study(spec) if trials is None else trials
-    estimates = TimeEstimates.for_study(spec, trials)
+def dry_run_rows(spec: StudySpec) -> list[dict]:
+    trials = plan_study(spec)
+    return _rows(trials, TimeEstimates.for_study(spec, trials))
+
+
+def _rows(trials: list[TrialSpec], estimates: TimeEstimates) -> list[dict]:
     rows = []
     for trial in trials:
         seconds = estimates.seconds(trial)
@@ -115,7 +118,8 @@ def memory_note(spec: StudySpec, trials: list[TrialSpec]) -> str:
 
 def dry_run_table(spec: StudySpec) -> str:
     trials = plan_study(spec)
-    rows = dry_run_rows(spec, trials)
+    estimates = TimeEstimates.for_study(spec, trials)
+    rows = _rows(trials, estimates)
     text = text_table(
         [column.header for column in COLUMNS],
         [[column.cell(row) for column in COLUMNS] for row in rows],
@@ -128,7 +132,7 @@ def dry_run_table(spec: StudySpec) -> str:
     longest = max(row["seconds"] for row in rows)
     text.append("")
     text.append(memory_note(spec, trials))
-    text.append(TimeEstimates.for_study(spec, trials).describe())
+    text.append(estimates.describe())
     text.append(
         f"{spec.name}: {len(rows)} trials, {total_flops:.4g} FLOP = {total_flops / 1e15:.4g} PFLOP, "
         f"{gpu_hours:.4g} GPU-hours + {cpu_hours:.4g} CPU-hours, longest trial {short_duration(longest)}"

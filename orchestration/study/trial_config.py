@@ -1,5 +1,6 @@
 """TrialSpec (what the study decided) -> var_model.training.TrialConfig (what the trainer runs),
-and the study's plan: every trial, each checked by building its TrialConfig.
+and the study's plan: every trial, its execution fitted to its GPUs, each checked by building
+its TrialConfig.
 
 Each trial's files live in `<storage>/trials/<trial key>/` (checkpoint.pt, metrics.jsonl,
 samples.png, trial_config.yaml): a path on storage every node shares, so a trial retried on
@@ -51,7 +52,8 @@ def build_trial_config(spec: StudySpec, trial: TrialSpec, token_cache: str | Non
 
 def plan_study(spec: StudySpec) -> list[TrialSpec]:
     """Every trial of the study, in launch order, after checking every per-trial number (the
-    width/heads split, zero-step budgets, each TrialConfig) before anything runs."""
+    width/heads split, zero-step budgets, the memory plan of each GPU trial, each TrialConfig)
+    before anything runs."""
     trials = expand(spec)
     for trial in trials:
         build_trial_config(spec, trial)

@@ -56,9 +56,9 @@ class TrialSpec:
     flops: float  # total training FLOPs of the trial
     cpus: float
     gpus: float
+    execution: TrialExecution  # micro-batch, accumulation, sharding, memory plan (execution_plan)
     custom_resources: dict = field(default_factory=dict)
     var_config: VARConfig | None = None
-    execution: TrialExecution | None = None  # micro-batch, sharding, memory plan (execution_plan)
 
     @property
     def threads(self) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestration.study.dry_run import dry_run_rows, dry_run_table
-from orchestration.study.loading import load_study
+from orchestration.study.loading import load_study, spec_to_yaml
 from orchestration.study.trial_config import build_trial_config, plan_study
 from var_model.errors import ConfigError
 from var_model.memory import choose_execution
@@ -197,3 +197,48 @@ def test_a_relative_throughput_file_is_taken_from_the_study_directory(tmp_path):
     measured(tmp_path / "throughput.json", H200, {6: 1e14})
     spec = load_study(str(PAPER_FAMILY), ["resources.throughput_file=throughput.json"], base_directory=str(tmp_path))
     assert spec.resources.throughput_file == str(tmp_path / "throughput.json")
+
+
+def test_the_references_d20_layout_is_refused_before_launch():
+    # VAR issue #142: d20 at batch 768 on 8 GPUs, 96 images per GPU in one pass, runs out of
+    # memory on 80 GB GPUs; written out, the study says so at plan time.
+    spec = load_study(
+        str(IMAGENET),
+        [
+            "data.root=/datasets/imagenet",
+            "recipe.micro_batch_size={6: auto, 20: 96, 22: auto}",
+            "recipe.activation_checkpointing=none",
+            "recipe.sharding=ddp",
+        ],
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"^trials d20-b6\.4e7-s0, d20-b2\.56e8-s0 \(depth 20, recipe\.batch_size 768 over 8 GPU\(s\) of "
+        r"resources\.gpu_memory_gb 80, bf16\): does not fit in GPU memory: at micro-batch 96 it needs at least "
+        r"(8\d|9\d|1\d\d)\.\d GB per GPU, 72\.0 GB available",
+    ):
+        plan_study(spec)
+
+
+def test_execution_fields_round_trip_through_the_resolved_spec(tmp_path):
+    path = measured(tmp_path / "throughput.json", H200, {6: 1e14})
+    overrides = [
+        "recipe.micro_batch_size={6: auto, 16: 8}",
+        "recipe.sharding={6: ddp, 24: fsdp}",
+        "recipe.compile=false",
+        "recipe.attention=sdpa",
+        f"resources.throughput_file={path}",
+        f"resources.device_name={H200}",
+        "resources.gpu_memory_gb=141",
+    ]
+    spec = paper_family(*overrides)
+    saved = tmp_path / "study.resolved.yaml"
+    saved.write_text(spec_to_yaml(spec))
+    again = load_study(str(saved))
+    assert again == spec
+    assert (again.recipe.micro_batch_size.at(20), again.recipe.sharding.at(30), again.recipe.compile) == (
+        8,
+        "fsdp",
+        False,
+    )
+    assert [trial.execution for trial in plan_study(again)] == [trial.execution for trial in plan_study(spec)]
