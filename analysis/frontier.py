@@ -4,8 +4,9 @@ From every run's training curve, the frontier keeps the points that no other poi
 loss at no more compute. It is the lower envelope of loss vs FLOPs over all runs. A power law fitted
 to it is the paper's L(C_min); the model sizes on it give N_opt(C).
 
-Caveat (SCALING_METHODS.md): mid-run points of a long cosine schedule overestimate the loss of a
-run trained to that length; prefer final points or checkpoints after a cooldown.
+Caveat (Hoffmann et al. 2022; Hägele et al. 2024): mid-run points of a long cosine schedule
+overestimate the loss of a run trained to that length; prefer final points or checkpoints after a
+cooldown.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The loader reads what the orchestration layer actually writes: runs created by
-orchestration.tracking.StudyTracker and filled by orchestration.tracking.trial_callback.MlflowTrialCallback
+orchestration.tracking.study_runs.StudyTracker and filled by orchestration.tracking.trial_callback.MlflowTrialCallback
 (no Ray, no training: the callback is driven directly with contract-shaped metrics)."""
 
 import math

@@ -11,7 +11,7 @@ from var_model.counting import flops_per_image
 
 STUDY = Path(__file__).parents[1] / "fixtures" / "var_scaling_d6_d30.yaml"
 
-# VAR_SPEC section 2: totals for 1000 classes, 256px, V=4096, Cvae=32.
+# docs/MODEL.md §2: totals for 1000 classes, 256px, V=4096, Cvae=32.
 PAPER_PARAMS = {
     6: 18_492_580,
     8: 41_315_904,
