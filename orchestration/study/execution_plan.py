@@ -82,8 +82,8 @@ def _written_or_default(value: str, name: str) -> str:
     return TRIAL_DEFAULTS[name] if value == AUTO else value
 
 
-def _check_batch_split(depth: int, batch_size: int, micro_batch_size: int | str, ranks: int) -> None:
-    """The batch splits into whole per-GPU shares and those into whole micro-batches."""
+def _check_batch_split(depth: int, batch_size: int, micro_batch_size: int | str, ranks: int, device: str) -> None:
+    """The batch splits into whole per-rank shares and those into whole micro-batches."""
     if batch_size % ranks:
         raise ConfigError(
             f"recipe.batch_size: {batch_size} at depth {depth} does not split over the {ranks} GPUs of "
@@ -92,9 +92,14 @@ def _check_batch_split(depth: int, batch_size: int, micro_batch_size: int | str,
     share = batch_size // ranks
     if micro_batch_size != AUTO and share % micro_batch_size:
         divisors = [size for size in range(1, share + 1) if share % size == 0]
+        over = (
+            f"per-GPU share of recipe.batch_size {batch_size} over {ranks} GPU(s)"
+            if device == "cuda"
+            else (f"per-process share of recipe.batch_size {batch_size} over {ranks} process(es) on {device}")
+        )
         raise ConfigError(
-            f"recipe.micro_batch_size: {micro_batch_size} at depth {depth} does not divide the per-GPU share of "
-            f"recipe.batch_size {batch_size} over {ranks} GPU(s) ({share} images); use auto or one of {divisors}"
+            f"recipe.micro_batch_size: {micro_batch_size} at depth {depth} does not divide the {over} "
+            f"({share} images); use auto or one of {divisors}"
         )
 
 
@@ -109,7 +114,7 @@ def plan_execution(spec: StudySpec, depth: int, var_config: VARConfig, gpus: flo
     attention = _attention_on(spec, device, trials)
     compile_model = device == "cuda" if spec.recipe.compile == AUTO else spec.recipe.compile
     ranks = world_size(gpus)
-    _check_batch_split(depth, batch_size, micro_batch_size, ranks)
+    _check_batch_split(depth, batch_size, micro_batch_size, ranks, device)
     if device == "cpu":
         micro = None if micro_batch_size == AUTO else micro_batch_size
         return TrialExecution(

@@ -10,15 +10,18 @@ import pytest
 from orchestration.study.dry_run import dry_run_rows, dry_run_table
 from orchestration.study.loading import load_study, spec_to_yaml
 from orchestration.study.trial_config import build_trial_config, plan_study
+from var_model.attention import default_attention_kernel
 from var_model.errors import ConfigError
 from var_model.memory import choose_execution
 from var_model.throughput import ThroughputRecord, save_record
+from var_model.training.config import ATTENTION_CHOICES
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PAPER_FAMILY = FIXTURES / "var_scaling_d6_d30.yaml"
 TINY = FIXTURES / "tiny_study.yaml"
 IMAGENET = Path(__file__).parents[3] / "studies" / "var_imagenet256.yaml"
 H200 = "NVIDIA H200"
+CUDA_ATTENTION = default_attention_kernel("cuda")  # what recipe.attention `auto` runs on a GPU
 
 
 def paper_family(*overrides: str):
@@ -27,7 +30,7 @@ def paper_family(*overrides: str):
 
 def measured(path: Path, device_name: str, flops_by_depth: dict[int, float]) -> Path:
     """A throughput file as `varscale bench --save` writes it, for the fixture's GPU settings
-    (bf16, compiled, FlexAttention: what `auto` resolves to on CUDA)."""
+    (bf16, compiled, the CUDA kernel: what `auto` resolves to on a GPU)."""
     for depth, flops in flops_by_depth.items():
         save_record(
             path,
@@ -37,7 +40,7 @@ def measured(path: Path, device_name: str, flops_by_depth: dict[int, float]) -> 
                 image_size=256,
                 precision="bfloat16",
                 compile=True,
-                attention="flex",
+                attention=CUDA_ATTENTION,
                 micro_batch=16,
                 activation_checkpointing=False,
                 flops_per_second=flops,
@@ -76,7 +79,9 @@ def test_the_resolved_execution_reaches_the_trial_config():
     spec = paper_family()
     for trial in plan_study(spec)[::6]:
         config = build_trial_config(spec, trial)
-        plan = choose_execution(trial.var_config, trial.batch_size, int(trial.gpus), 80e9, "bf16", attention="flex")
+        plan = choose_execution(
+            trial.var_config, trial.batch_size, int(trial.gpus), 80e9, "bf16", attention=CUDA_ATTENTION
+        )
         assert (config.micro_batch_size, config.activation_checkpointing, config.sharding) == (
             plan.micro_batch_size,
             plan.activation_checkpointing,
@@ -138,7 +143,10 @@ def test_gpu_memory_must_be_positive(memory):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("recipe.attention=xformers", r"recipe\.attention: 'xformers' is not allowed; choose one of auto, sdpa, flex"),
+        (
+            "recipe.attention=xformers",
+            rf"recipe\.attention: 'xformers' is not allowed; choose one of {', '.join(ATTENTION_CHOICES)}$",
+        ),
         ("recipe.micro_batch_size=big", r"recipe\.micro_batch_size: expected a positive integer or auto, got 'big'"),
         ("recipe.micro_batch_size=0", r"recipe\.micro_batch_size: expected a positive integer or auto, got 0"),
         ("recipe.compile=maybe", r"recipe\.compile: expected true, false or auto, got 'maybe' \(str\)"),
@@ -242,3 +250,12 @@ def test_execution_fields_round_trip_through_the_resolved_spec(tmp_path):
         False,
     )
     assert [trial.execution for trial in plan_study(again)] == [trial.execution for trial in plan_study(spec)]
+
+
+def test_a_cpu_micro_batch_that_does_not_divide_the_batch_names_its_field(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match=r"^recipe\.micro_batch_size: 3 at depth 1 does not divide the per-process share of recipe\.batch_size "
+        r"8 over 1 process\(es\) on cpu \(8 images\); use auto or one of \[1, 2, 4, 8\]$",
+    ):
+        plan_study(load_study(str(TINY), [f"storage={tmp_path}", "recipe.micro_batch_size=3"]))
