@@ -206,12 +206,16 @@ def test_each_trial_default_is_read_from_the_trial_config():
         recipe.final_lr_fraction.at(1),
         recipe.weight_decay,
         recipe.grad_clip,
+        recipe.compile,
+        recipe.attention,
     ) == (
         defaults.warmup_fraction,
         defaults.schedule,
         defaults.final_lr_fraction,
         defaults.weight_decay,
         defaults.grad_clip,
+        defaults.compile,
+        defaults.attention,
     )
 
 
