@@ -49,11 +49,3 @@ def test_torch_is_pinned_in_the_makefile_and_environment():
 def test_python_version_agrees():
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     assert "python=3.11" in environment["dependencies"]
-
-
-def test_test_file_names_are_unique():
-    # tests/ has no __init__.py files: pytest imports each test module by its basename, so two
-    # files with the same name in different layers stop the whole collection.
-    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    assert not duplicates, f"rename these test files, their basenames collide: {duplicates}"
