@@ -46,8 +46,9 @@ class BranchScheduler:
 
     trunk_dirs: trunk key -> its output_dir (where its forks/ are); branches: every branch of
     the study (finished or not); finished: key -> status of the trunks and branches that need
-    not run (completed or diverged in an earlier launch); trunk_configs: trunk key -> its TrialConfig.to_dict(), so that forks left by a trunk of
-    another config are refused (var_model.training.forks.read_forks)."""
+    not run (completed or diverged in an earlier launch); trunk_configs: trunk key -> its
+    TrialConfig.to_dict(), so that forks left by a trunk of another config are refused
+    (var_model.training.forks.read_forks)."""
 
     trunk_dirs: dict[str, str]
     branches: list[WaitingBranch]
@@ -105,7 +106,8 @@ class BranchScheduler:
             elif branch.trunk_key in self.finished:
                 why = (
                     f"its trunk {branch.trunk_key} has finished, but its fork of step {branch.fork_step} is missing "
-                    f"from {self.trunk_dirs[branch.trunk_key]}/forks (deleted by hand?); delete the trunk's checkpoint.pt and its MLflow run, then relaunch to train it again"
+                    f"from {self.trunk_dirs[branch.trunk_key]}/forks (deleted by hand?); delete the trunk's "
+                    "checkpoint.pt and its MLflow run, then relaunch to train it again"
                 )
             else:
                 why = (
