@@ -1,15 +1,20 @@
-"""Attention kernels of the VAR's block-causal training forward: PyTorch SDPA or FlexAttention.
+"""Attention kernels of the VAR's block-causal training forward: masked SDPA, scale-wise SDPA
+or FlexAttention.
 
-Both compute the same thing: softmax(scale * q k^T + mask) v, where a query of scale k sees the
-keys of scales <= k. SDPA reads a dense additive (L, L) mask; FlexAttention takes a `BlockMask`
-(which (q-block, kv-block) tiles have any allowed pair) plus the `mask_mod` scale(q) >= scale(kv)
-for the partial tiles, so fully masked tiles are skipped and no (L, L) mask is read.
+All three compute the same thing: softmax(scale * q k^T + mask) v, where a query of scale k sees
+the keys of scales <= k. "sdpa" reads a dense additive (L, L) mask. "scalewise" runs one SDPA per
+scale: that scale's queries over the key prefix of scales 0..k, with no mask, so the masked pairs
+(38% at 256px) are never computed and SDPA takes its unmasked path (flash attention on CUDA).
+"flex" takes a `BlockMask` (which (q-block, kv-block) tiles have any allowed pair) plus the
+`mask_mod` scale(q) >= scale(kv) for the partial tiles, so fully masked tiles are skipped.
 The KV-cached sampling path needs no mask and always uses SDPA (it passes no mask).
 
 Shape legend: B batch, H heads, L tokens, c head dim.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +26,7 @@ from torch.nn.attention.flex_attention import (
 
 from var_model.errors import ConfigError
 
-ATTENTION_KERNELS = ("sdpa", "flex")
+ATTENTION_KERNELS = ("sdpa", "scalewise", "flex")
 
 # torch's default sparse tile (and the Triton kernels' default BLOCK_M): the kernel requires
 # the BlockMask tile to be a multiple of its own, so a smaller one needs kernel_options too.
@@ -107,11 +112,49 @@ class BlockMaskCache:
         return mask
 
 
+@dataclass(frozen=True)
+class ScalePrefixes:
+    """The block-causal mask as scale boundaries: (begin, end) token positions of every scale.
+
+    The queries of the scale at [begin, end) see exactly the keys [0, end): a prefix. Python
+    ints, not a tensor, so that slicing by them needs no host sync and torch.compile unrolls
+    the per-scale loop into one graph (guarding on these constants).
+    """
+
+    bounds: tuple[tuple[int, int], ...]
+
+    def __post_init__(self):
+        begin = 0
+        for scale_begin, scale_end in self.bounds:
+            # an internal invariant: the model builds these from its patch_nums
+            assert scale_begin == begin and scale_end > scale_begin, self.bounds
+            begin = scale_end
+
+
+def attend_scalewise(q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.Tensor,
+                     prefixes: ScalePrefixes, scale: float) -> torch.Tensor:
+    """Block-causal attention as one unmasked SDPA per scale over its key prefix; (B, H, L, c).
+
+    Each scale's output (B, H, l, c) is transposed to (B, l, H, c) before the concatenation:
+    the CPU kernel returns that layout underneath, and the result is then a (B, H, L, c) view
+    of a contiguous (B, L, H, c) tensor, so the caller's transpose-reshape to (B, L, C) is free.
+    """
+    outputs_BlHc = [
+        F.scaled_dot_product_attention(q_BHLc[:, :, begin:end], k_BHLc[:, :, :end], v_BHLc[:, :, :end],
+                                       scale=scale).transpose(1, 2)
+        for begin, end in prefixes.bounds
+    ]
+    return torch.cat(outputs_BlHc, dim=1).transpose(1, 2)
+
+
 def attend(q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.Tensor,
-           mask: torch.Tensor | BlockMask | None, scale: float) -> torch.Tensor:
-    """softmax(scale q k^T + mask) v with SDPA (an additive mask tensor, or None: no mask) or
-    compiled FlexAttention (a BlockMask). q, k, v share one dtype."""
+           mask: torch.Tensor | BlockMask | ScalePrefixes | None, scale: float) -> torch.Tensor:
+    """softmax(scale q k^T + mask) v with SDPA (an additive mask tensor, or None: no mask),
+    scale-wise SDPA (ScalePrefixes) or compiled FlexAttention (a BlockMask). q, k, v share one
+    dtype."""
     if isinstance(mask, BlockMask):
         return _compiled_flex_attention(q_BHLc, k_BHLc, v_BHLc, block_mask=mask, scale=scale)
+    if isinstance(mask, ScalePrefixes):
+        return attend_scalewise(q_BHLc, k_BHLc, v_BHLc, mask, scale)
     mask = mask.to(v_BHLc.dtype) if mask is not None else None
     return F.scaled_dot_product_attention(q_BHLc, k_BHLc, v_BHLc, attn_mask=mask, scale=scale)

@@ -8,7 +8,7 @@ GPU, the released d16 in bf16, compiled, FlexAttention, recorded in a throughput
 
 A step is what the trainer does per global step at one micro-batch: forward, cross-entropy,
 backward, gradient clipping (2.0) and an AdamW step (the trainer's parameter groups; fused on
-CUDA), then zero_grad. FLOP/s use the exact training count of
+CUDA, and on CPU with --fused-adamw), then zero_grad. FLOP/s use the exact training count of
 `var_model.counting.flops_per_image` (matmuls only, block-causal attention pairs only, AdaLN
 once per image); the optimizer's elementwise work is not counted, and the 6*N*L figure is
 printed for comparison. The timed steps follow `--warmup` untimed ones (where compilation
@@ -76,8 +76,12 @@ def device_name(device: torch.device) -> str:
 
 def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "float32", steps: int = 5,
               warmup: int = 2, image_size: int = 256, seed: int = 0, compile: bool = False,
-              attention: str = "sdpa", activation_checkpointing: bool = False) -> dict:
-    """Time `steps` training steps (see the module docstring) of a VAR of this depth on random tokens."""
+              attention: str = "sdpa", activation_checkpointing: bool = False,
+              fused_adamw: bool | None = None) -> dict:
+    """Time `steps` training steps (see the module docstring) of a VAR of this depth on random tokens.
+
+    `fused_adamw`: torch's fused AdamW kernel (None: on CUDA only, torch's own default
+    elsewhere, which on CPU is the per-parameter loop)."""
     if dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"dtype={dtype!r} is not allowed: float32 or bfloat16")
     if image_size not in (256, 512):
@@ -101,7 +105,9 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     var.use_attention_kernel(attention)
     var.use_activation_checkpointing(activation_checkpointing)
     model = torch.compile(var) if compile else var
-    optimizer = build_optimizer(var, lr=1e-4, fused=torch_device.type == "cuda")
+    if fused_adamw is None:
+        fused_adamw = torch_device.type == "cuda"
+    optimizer = build_optimizer(var, lr=1e-4, fused=fused_adamw)
     L, V = config.sequence_length, config.codebook_size
     x_BLC = torch.randn(batch, L - config.first_length, config.latent_channels, device=torch_device)
     target_BL = torch.randint(0, V, (batch, L), device=torch_device)
@@ -142,6 +148,7 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     result = {"depth": depth, "batch": batch, "params": counting.param_counts(config)["total"],
               "device_name": device_name(torch_device), "precision": dtype, "compile": compile,
               "attention": attention, "activation_checkpointing": activation_checkpointing,
+              "fused_adamw": fused_adamw,
               "image_size": image_size, "seconds_per_step": seconds, "cpu_seconds_per_step": cpu_seconds,
               "set_up_seconds": start - set_up_start,
               "ms_per_image": 1000 * seconds / batch, "images_per_second": images_per_second,
@@ -168,7 +175,8 @@ def throughput_record(result: dict) -> throughput.ThroughputRecord:
 def format_result(result: dict, device: str, dtype: str) -> str:
     choices = (f"attention {result.get('attention', 'sdpa')}"
                f"{', compiled' if result.get('compile') else ''}"
-               f"{', activation checkpointing' if result.get('activation_checkpointing') else ''}")
+               f"{', activation checkpointing' if result.get('activation_checkpointing') else ''}"
+               f"{', fused AdamW' if result.get('fused_adamw') else ''}")
     lines = [
         (f"VAR d{result['depth']} ({result['params'] / 1e6:.1f}M params), batch {result['batch']}, {device}, "
          f"{dtype}, {choices}"),
@@ -204,6 +212,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attention kernel of the training forward")
     parser.add_argument("--activation-checkpointing", action="store_true",
                         help="recompute each transformer block in the backward")
+    parser.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch's fused AdamW kernel (default: on CUDA only)")
     parser.add_argument("--save", type=Path, default=None, metavar="FILE",
                         help="add (or update) this measurement in a throughput file (JSON)")
 
@@ -214,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     result = benchmark(depth=args.depth, batch=args.batch, device=args.device, dtype=args.dtype,
                        steps=args.steps, warmup=args.warmup, image_size=args.image_size,
                        compile=args.compile, attention=args.attention,
-                       activation_checkpointing=args.activation_checkpointing)
+                       activation_checkpointing=args.activation_checkpointing, fused_adamw=args.fused_adamw)
     print(format_result(result, args.device, args.dtype))
     if args.save is not None:
         throughput.save_record(args.save, throughput_record(result))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention.flex_attention import BlockMask
 
-from var_model.attention import attend
+from var_model.attention import ScalePrefixes, attend
 
 
 class DropPath(nn.Module):
@@ -53,8 +53,9 @@ class SelfAttention(nn.Module):
     exp(min(s_h, ln 100)), s_h learned per head (init ln 4); the softmax scale is then 1.
     Without it the scale is 0.25/sqrt(head_dim), as in the release.
     Kernels (`var_model.attention`): in training the mask is the block-causal additive bias
-    (SDPA: the memory-efficient kernel on CUDA, the fused CPU kernel) or a BlockMask
-    (FlexAttention); with the KV cache no mask is needed, so SDPA can use flash attention.
+    (SDPA: the memory-efficient kernel on CUDA, the fused CPU kernel), the scale boundaries
+    (scale-wise SDPA, unmasked per scale) or a BlockMask (FlexAttention); with the KV cache no
+    mask is needed, so SDPA can use flash attention.
     """
 
     def __init__(self, width: int, num_heads: int, attn_l2_norm: bool):
@@ -80,7 +81,7 @@ class SelfAttention(nn.Module):
     def kv_caching(self, enable: bool) -> None:
         self.caching, self.cached_k, self.cached_v = enable, None, None
 
-    def forward(self, x_BLC: torch.Tensor, attn_bias: torch.Tensor | BlockMask | None) -> torch.Tensor:
+    def forward(self, x_BLC: torch.Tensor, attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None) -> torch.Tensor:
         B, L, C = x_BLC.shape
         bias = torch.cat((self.q_bias, self.zero_k_bias, self.v_bias))
         qkv = F.linear(x_BLC, self.mat_qkv.weight, bias).view(B, L, 3, self.num_heads, self.head_dim)
@@ -123,7 +124,7 @@ class AdaLNSelfAttn(nn.Module):
             self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
     def forward(self, x_BLC: torch.Tensor, cond: torch.Tensor,
-                attn_bias: torch.Tensor | BlockMask | None) -> torch.Tensor:
+                attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None) -> torch.Tensor:
         """`cond` is the class embedding (B, D), or with shared AdaLN the shared projection (B, 1, 6, C)."""
         if self.shared_adaln:
             modulation_B16C = self.ada_gss + cond

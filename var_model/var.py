@@ -18,6 +18,7 @@ from torch.utils.checkpoint import checkpoint
 from var_model import counting
 from var_model.attention import (
     BlockMaskCache,
+    ScalePrefixes,
     check_attention_kernel,
     default_attention_kernel,
     flex_trains_on,
@@ -105,6 +106,7 @@ class VAR(nn.Module):
         self.attention_kernel = "sdpa"
         self.activation_checkpointing = False
         self._block_masks = BlockMaskCache()
+        self._scale_prefixes = ScalePrefixes(tuple(scale_boundaries(config.patch_nums)))
 
     @property
     def vqvae(self):
@@ -116,7 +118,7 @@ class VAR(nn.Module):
 
     # ---------------------------------------------------------------- execution choices
     def use_attention_kernel(self, name: str) -> None:
-        """Attention kernel of the block-causal training forward: "sdpa" or "flex" (see
+        """Attention kernel of the block-causal training forward: "sdpa", "scalewise" or "flex" (see
         `var_model.attention`; `default_attention_kernel(device_type)` is the measured choice).
         The KV-cached sampling path always uses SDPA."""
         self.attention_kernel = check_attention_kernel(name)
@@ -201,11 +203,14 @@ class VAR(nn.Module):
         cond_BD = self.class_emb(label_B)
         return cond_BD, self.shared_ada_lin(cond_BD)
 
-    def _mask_for(self, device: torch.device) -> torch.Tensor | BlockMask:
-        """The block-causal mask of the chosen kernel: FlexAttention's cached BlockMask, or
-        SDPA's additive bias in the dtype attention will run in (cast once per forward under
-        autocast, not once per block; a no-op in float32). Meta tensors (shape-only dry runs)
-        take the bias: shapes do not depend on the kernel."""
+    def _mask_for(self, device: torch.device) -> torch.Tensor | BlockMask | ScalePrefixes:
+        """The block-causal mask of the chosen kernel: FlexAttention's cached BlockMask, the
+        scale boundaries of scale-wise SDPA (built once from patch_nums), or SDPA's additive
+        bias in the dtype attention will run in (cast once per forward under autocast, not
+        once per block; a no-op in float32). Meta tensors (shape-only dry runs) take the bias:
+        shapes do not depend on the kernel."""
+        if self.attention_kernel == "scalewise" and device.type != "meta":
+            return self._scale_prefixes
         if self.attention_kernel == "flex" and device.type != "meta":
             if torch.is_grad_enabled() and not flex_trains_on(device.type):
                 raise ConfigError(
@@ -220,7 +225,7 @@ class VAR(nn.Module):
         return mask
 
     def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor,
-                   attn_bias: torch.Tensor | BlockMask | None) -> torch.Tensor:
+                   attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None) -> torch.Tensor:
         recompute = (self.activation_checkpointing and torch.is_grad_enabled()
                      and not self.blocks[0].attn.caching)
         for block in self.blocks:
