@@ -16,6 +16,7 @@ from torch import nn
 
 from var_model.config import PATCH_NUMS_256, VARConfig, VQVAEConfig, sequence_length
 from var_model.errors import CheckpointError
+from var_model.files import atomic_write
 from var_model.var import VAR, block_causal_bias, scale_ids
 from var_model.vqvae import VQVAE
 
@@ -186,6 +187,5 @@ def save_official(vqvae: VQVAE, var: VAR, var_path, vae_path) -> None:
     """Write the two checkpoints so that the reference code (and `load_official`) reads them."""
     var_state, vae_state = official_state_dicts(vqvae, var)
     for state, path in ((var_state, var_path), (vae_state, vae_path)):
-        temporary = f"{os.fspath(path)}.tmp"
-        torch.save(state, temporary)
-        os.replace(temporary, path)  # atomic: a crash never leaves a half-written checkpoint
+        # atomic (var_model/files.py): a crash never leaves a half-written checkpoint
+        atomic_write(path, lambda handle, state=state: torch.save(state, handle))

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from var_model.errors import ConfigError
+from var_model.files import atomic_write_text
 
 FILE_FORMAT = "varscale-throughput"
 FILE_VERSION = 1
@@ -162,8 +163,8 @@ def interpolate_over_depth(values_by_depth: dict[int, float], depth: int) -> flo
 def save_record(path: str | os.PathLike, record: ThroughputRecord) -> None:
     """Add `record` to the file (replacing one with the same key), creating the file if needed.
 
-    Written to a temporary file in the same folder and moved over with os.replace (atomic on
-    POSIX), so a concurrent reader (a dry-run) never sees half a file."""
+    Written atomically (var_model/files.py), so a concurrent reader (a dry-run) never sees half
+    a file."""
     path = Path(path)
     records = ThroughputTable.load(path).records if path.exists() else []
     records = [old for old in records if old.key != record.key] + [record]
@@ -171,6 +172,4 @@ def save_record(path: str | os.PathLike, record: ThroughputRecord) -> None:
     data = {"format": FILE_FORMAT, "version": FILE_VERSION,
             "records": [dataclasses.asdict(r) for r in records]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from var_model.errors import CheckpointError, ConfigError, TrialError
+from var_model.files import file_sha256
 from var_model.training import TrialCallback, read_metrics, run_trial
-from var_model.training.checkpoint import CHECKPOINT_FILE, file_sha256, load_checkpoint
+from var_model.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from var_model.training.forks import (
     branch_config,
     fork_file,
@@ -31,7 +32,8 @@ class Interrupt(Exception):
 
 class Recorder(TrialCallback):
     def __init__(self, interrupt_fork=None, interrupt_checkpoint=None):
-        self.started, self.forks, self.interrupt_fork, self.interrupt_checkpoint = [], [], interrupt_fork, interrupt_checkpoint
+        self.started, self.forks = [], []
+        self.interrupt_fork, self.interrupt_checkpoint = interrupt_fork, interrupt_checkpoint
 
     def on_start(self, info):
         self.started.append(info)

@@ -19,7 +19,6 @@ checks every file against the manifest's checksums: a corrupt file is a `DataErr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,12 +35,12 @@ from var_model.config import VQVAEConfig
 from var_model.data.config import DataConfig
 from var_model.data.source import SPLITS, ImageSource, images_to_model_input
 from var_model.errors import DataError
+from var_model.files import file_sha256, json_sha256
 from var_model.tokenizer.weights import TOKENIZER_FILE, load_tokenizer, save_tokenizer, tokenizer_hash
 from var_model.vqvae import VQVAE
 
 CACHE_FORMAT = 1
 MANIFEST_FILE = "manifest.json"
-HASH_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class CacheBuild:
 
 def token_cache_key(vqvae: VQVAE, source: ImageSource) -> str:
     identity = {"format": CACHE_FORMAT, "tokenizer": tokenizer_hash(vqvae), "data": source.identity()}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return json_sha256(identity)
 
 
 def build_token_cache(
@@ -122,7 +121,8 @@ def _write_cache(
         crops = source.crops_per_image(split)
         capacity = source.num_images(split)
         indices_path = directory / f"{split}_indices.npy"
-        indices = np.lib.format.open_memmap(indices_path, mode="w+", dtype=index_dtype, shape=(crops * capacity, length))
+        indices = np.lib.format.open_memmap(indices_path, mode="w+", dtype=index_dtype,
+                                            shape=(crops * capacity, length))
         labels = np.empty(crops * capacity, dtype=np.int32)
         valid = capacity
         for crop in range(crops):
@@ -165,20 +165,12 @@ def _write_cache(
         "splits": splits,
         "skipped": source.skipped(),
         "files": {
-            path.name: {"sha256": _file_sha256(path), "bytes": path.stat().st_size}
+            path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
             for path in sorted(directory.iterdir())
         },
     }
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resolve_cache_path(path: str | os.PathLike[str]) -> Path:
@@ -232,7 +224,7 @@ class TokenCache:
                     f"token cache file {file_path} has {file_path.stat().st_size} bytes, the manifest "
                     f"says {expected['bytes']}: it is truncated or corrupt; delete {path} and rebuild"
                 )
-            if verify and _file_sha256(file_path) != expected["sha256"]:
+            if verify and file_sha256(file_path) != expected["sha256"]:
                 raise DataError(
                     f"token cache file {file_path} fails its checksum: it is corrupt; delete {path} and rebuild"
                 )

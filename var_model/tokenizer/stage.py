@@ -13,7 +13,6 @@ study on the same data and tokenizer) reuses them:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -30,6 +29,8 @@ from var_model.config import VQVAEConfig
 from var_model.data.config import DataConfig
 from var_model.data.source import ImageSource
 from var_model.errors import ConfigError
+from var_model.files import file_sha256, json_sha256
+from var_model.official import check_state_dict, infer_vqvae_config, read_state_dict
 from var_model.tokenizer.baseline import unigram_baselines
 from var_model.tokenizer.cache import TokenCache, build_token_cache
 from var_model.tokenizer.training import TokenizerTrainingConfig, evaluate_tokenizer, train_tokenizer
@@ -159,9 +160,9 @@ def _obtain_tokenizer(
     if config.kind == "train":
         identity = {"data": source.identity(), "vqvae": config.vqvae.to_dict(), "training": config.training.to_dict()}
     else:
-        identity = {"official_file_sha256": _file_sha256(Path(config.vqvae_path)),
+        identity = {"official_file_sha256": _official_file_sha256(Path(config.vqvae_path)),
                     "patch_nums": list(config.vqvae.patch_nums), "data": source.identity()}
-    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    key = json_sha256(identity)
     directory = cache_root / f"tokenizer-{key[:16]}"
     if (directory / TOKENIZER_FILE).is_file() and (directory / REPORT_FILE).is_file():
         report = json.loads((directory / REPORT_FILE).read_text(encoding="utf-8"))
@@ -192,8 +193,6 @@ def _obtain_tokenizer(
 
 def load_official_tokenizer(path: str, patch_nums: tuple[int, ...], device: torch.device) -> VQVAE:
     """The released VQVAE alone (architecture inferred from the file's shapes)."""
-    from var_model.official import check_state_dict, infer_vqvae_config, read_state_dict
-
     state = read_state_dict(path, "VQVAE")
     vqvae = VQVAE(infer_vqvae_config(state, patch_nums))
     check_state_dict(vqvae, state, "VQVAE")
@@ -202,11 +201,7 @@ def load_official_tokenizer(path: str, patch_nums: tuple[int, ...], device: torc
     return vqvae.to(device)
 
 
-def _file_sha256(path: Path) -> str:
+def _official_file_sha256(path: Path) -> str:
     if not path.is_file():
         raise ConfigError(f"vqvae_path {path} does not exist")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)

@@ -15,6 +15,7 @@ import torch
 
 from var_model.config import VQVAEConfig
 from var_model.errors import CheckpointError
+from var_model.files import atomic_write
 from var_model.vqvae import VQVAE
 
 TOKENIZER_FILE = "tokenizer.pt"
@@ -31,14 +32,12 @@ def tokenizer_hash(vqvae: VQVAE) -> str:
 
 
 def save_tokenizer(vqvae: VQVAE, path: str | os.PathLike[str]) -> Path:
-    """Write {config, state_dict} atomically (temp file + os.replace)."""
+    """Write {config, state_dict} atomically (var_model/files.py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {name: tensor.detach().cpu() for name, tensor in vqvae.state_dict().items()}
-    torch.save({"config": vqvae.config.to_dict(), "state_dict": state}, temporary)
-    os.replace(temporary, path)
-    return path
+    saved = {"config": vqvae.config.to_dict(), "state_dict": state}
+    return atomic_write(path, lambda handle: torch.save(saved, handle))
 
 
 def load_tokenizer(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> VQVAE:

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from var_model.files import atomic_write_text
+
 if TYPE_CHECKING:
     from var_model.training.forks import Fork
     from var_model.training.result import TrialResult
@@ -108,8 +110,8 @@ class JsonlCallback(TrialCallback):
                 if (resumed_step and record.get("event") not in ("end", "fork")
                         and record.get("step", 0) <= resumed_step):
                     kept.append(line)
-            # a fresh start (resumed_step 0) begins a new file
-            self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            # a fresh start (resumed_step 0) begins a new file; atomic: a crash here keeps the old one
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         self._write({"event": "start", **info})
 
     def on_metrics(self, step: int, metrics: dict[str, float]) -> None:

@@ -1,8 +1,8 @@
 """Atomic checkpoints of a trial: model, optimiser, schedule, RNG states, data position.
 
 A checkpoint is written to a temporary file in the same directory, flushed to disk, then
-moved over the old one with `os.replace` (atomic on POSIX), so a crash mid-write leaves the
-previous checkpoint intact and a reader never sees half a file.
+moved over the old one with `os.replace` (atomic on POSIX; var_model/files.py), so a crash
+mid-write leaves the previous checkpoint intact and a reader never sees half a file.
 
 Checkpoints are read as data only (`torch.load(weights_only=True)`): trial checkpoints sit on
 storage that every node and several people write to, and a pickle that may name any callable
@@ -20,7 +20,6 @@ them by position, as `optimizer.state_dict()` does, and still load (the trainer 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import random
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from var_model.errors import CheckpointError
+from var_model.files import write_temporary
 
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 2
@@ -42,16 +42,6 @@ REQUIRED_KEYS = (
     "format", "step", "model", "optimizer", "schedule", "rng", "data_position", "trial_config",
 )
 MT19937_KEY_WORDS = 624
-HASH_CHUNK_BYTES = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """The sha256 of a file's bytes, read in 1 MiB chunks (checkpoints can be gigabytes)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -69,12 +59,7 @@ def write_temporary_checkpoint(path: str | os.PathLike[str], state: dict[str, An
     if missing:
         raise CheckpointError(f"checkpoint state lacks {missing}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temporary.open("wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return temporary
+    return write_temporary(path, lambda handle: torch.save({"format": CHECKPOINT_FORMAT, **state}, handle))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -44,12 +44,9 @@ from pathlib import Path
 from typing import Any
 
 from var_model.errors import CheckpointError, ConfigError, TrialError
+from var_model.files import atomic_write_json, file_sha256
 from var_model.training.budget import StepCost, steps_for_budget
-from var_model.training.checkpoint import (
-    file_sha256,
-    load_checkpoint,
-    write_temporary_checkpoint,
-)
+from var_model.training.checkpoint import load_checkpoint, write_temporary_checkpoint
 from var_model.training.config import (
     BRANCH_FREE_FIELDS,
     RESUME_FREE_FIELDS,
@@ -105,7 +102,8 @@ class ForkPlan:
         if config.fork_step != expected[config.budget_value]:
             raise ConfigError(
                 f"fork_step is {config.fork_step}, but budget {config.budget_value:g} ({budget_steps} steps) with "
-                f"decay_fraction {config.decay_fraction} forks at step {fork_step(budget_steps, config.decay_fraction)}; "
+                f"decay_fraction {config.decay_fraction} forks at step "
+                f"{fork_step(budget_steps, config.decay_fraction)}; "
                 "use the fork its trunk wrote for this budget"
             )
         return cls("branch", budget_steps, config.fork_step, budget_steps)
@@ -146,11 +144,7 @@ def write_fork(output_dir: str | os.PathLike[str], budget_value: float, state: d
     try:
         fork = Fork(step, float(budget_value), str(path.absolute()), file_sha256(temporary))
         # the record first: a fork file that exists always has its hash beside it
-        record = _record_file(path)
-        record_temporary = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-        record_temporary.write_text(json.dumps({**fork.to_dict(), "trial_config": state["trial_config"]},
-                                               indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(record_temporary, record)
+        atomic_write_json(_record_file(path), {**fork.to_dict(), "trial_config": state["trial_config"]})
         os.chmod(temporary, 0o444)
         try:
             os.link(temporary, path)  # creates `path` only where none exists: never an overwrite

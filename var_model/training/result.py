@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from var_model.errors import TrialError
+from var_model.files import atomic_write_json
 
 TRIAL_STATUSES = ("completed", "diverged")
 RESULT_FILE = "result.json"
@@ -56,12 +57,8 @@ class TrialResult:
         )
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write result.json atomically (temp file + os.replace)."""
-        path = Path(directory) / RESULT_FILE
-        temporary = path.with_name(f".{RESULT_FILE}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-        return path
+        """Write result.json atomically (var_model/files.py)."""
+        return atomic_write_json(Path(directory) / RESULT_FILE, self.to_dict())
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> "TrialResult | None":

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from var_model.errors import ConfigError
+from var_model.files import atomic_write
 
 
 def sample_grid(
@@ -37,10 +38,7 @@ def sample_grid(
 
 
 def save_png(grid: np.ndarray, path: str | os.PathLike[str]) -> Path:
-    """Write atomically (temp file + os.replace), so a reader never sees half a PNG."""
+    """Write atomically (var_model/files.py), so a reader never sees half a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(grid).save(temporary, format="PNG")
-    os.replace(temporary, path)
-    return path
+    return atomic_write(path, lambda handle: Image.fromarray(grid).save(handle, format="PNG"))
