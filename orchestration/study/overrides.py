@@ -1,46 +1,8 @@
-"""`--set key.sub=value` overrides applied to a study mapping before it is validated.
-
-The value is read with `yaml.safe_load`, so `--set model.depths=[2,4]` gives a list of ints and
-`--set recipe.base_lr=1.0e-4` a float, exactly as if it had been written in the file. The
-overridden mapping is then parsed strictly, so a misspelled key is still an error.
-"""
+"""`--set key.sub=value` overrides of a study: the one parser is var_model/overrides.py, shared with
+`varscale train` (one dialect). Re-exported here for the study loader."""
 
 from __future__ import annotations
 
-import copy
+from var_model.overrides import apply_overrides, parse_override
 
-import yaml
-
-from var_model.errors import ConfigError
-
-
-def parse_override(text: str) -> tuple[list[str], object]:
-    key, separator, value_text = text.partition("=")
-    if not separator or not key.strip():
-        raise ConfigError(f"--set {text!r}: expected KEY.SUB=VALUE, e.g. --set model.depths=[2,4]")
-    parts = key.strip().split(".")
-    if any(not part for part in parts):
-        raise ConfigError(f"--set {text!r}: empty part in the key {key!r}")
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({error})") from None
-    return parts, value
-
-
-def apply_overrides(mapping: dict, overrides: list[str]) -> dict:
-    """A copy of `mapping` with each override applied in order (later ones win)."""
-    result = copy.deepcopy(mapping)
-    for text in overrides:
-        parts, value = parse_override(text)
-        node = result
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                path = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {text!r}: {path} is {child!r}, not a mapping, so it has no sub-keys")
-            node = child
-        node[parts[-1]] = value
-    return result
+__all__ = ["apply_overrides", "parse_override"]

@@ -3,7 +3,7 @@ import argparse
 import pytest
 import yaml
 
-from var_model.errors import DataError
+from var_model.errors import ConfigError, DataError
 from var_model.tokenizer.cache import TokenCache
 from var_model.training.command import register
 
@@ -47,3 +47,17 @@ def test_cache_root_with_one_cache_resolves_and_with_two_is_ambiguous(tiny_stage
     (tmp_path / "tokens-b" / "manifest.json").write_text("{}")
     with pytest.raises(DataError, match="holds 2 token caches"):
         TokenCache.open(tmp_path)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.colour=red", r"unknown model keys \['colour'\]"),  # a sub-key reaches the nested mapping
+    ("budget_value", r"--set 'budget_value': expected KEY\.SUB=VALUE, e\.g\. --set budget_value=2e4"),
+    ("budget_value=[1", r"--set 'budget_value=\[1': the value is not valid YAML"),
+])
+def test_train_set_speaks_the_study_dialect(tiny_trial, tmp_path, override, message):
+    path = tmp_path / "trial.yaml"
+    tiny_trial.to_yaml(path)
+    args = _parser().parse_args(["train", str(path), "--set", override])
+    with pytest.raises(ConfigError, match=message):
+        args.handler(args)
+    assert not (tmp_path / "trial" / "checkpoint.pt").exists()

@@ -13,10 +13,26 @@ Tiny CPU walk-through (about a minute):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from var_model.errors import CheckpointError, ConfigError
+from var_model.overrides import apply_overrides
+from var_model.tokenizer.cache import TokenCache
+from var_model.tokenizer.stage import TokenizerStageConfig, run_tokenizer_stage
+from var_model.training.checkpoint import load_checkpoint
+from var_model.training.config import TrialConfig
+from var_model.training.sampling import sample_grid, save_png
+from var_model.training.trainer import run_trial, unigram_reference
+from var_model.var import VAR
+
+# what a malformed `--set` of `varscale train` shows as the example (a trial field)
+TRIAL_OVERRIDE_EXAMPLE = "budget_value=2e4"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,27 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.set_defaults(handler=sample_command)
 
 
-def _parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    import yaml
-
-    from var_model.errors import ConfigError
-
-    values: dict[str, Any] = {}
-    for item in overrides:
-        key, separator, text = item.partition("=")
-        if not separator or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set budget_value=2e4")
-        values[key] = yaml.safe_load(text)
-    return values
-
-
 def train_command(args: argparse.Namespace) -> int:
-    from var_model.training.config import TrialConfig
-    from var_model.training.trainer import run_trial, unigram_reference
-
     config = TrialConfig.from_yaml(args.trial)
     if args.overrides:
-        config = TrialConfig.from_dict({**config.to_dict(), **_parse_overrides(args.overrides)})
+        config = TrialConfig.from_dict(apply_overrides(config.to_dict(), args.overrides, TRIAL_OVERRIDE_EXAMPLE))
     result = run_trial(config, resume=not args.no_resume)
     print(f"{result.status} after {result.steps} steps: {config.output_dir}")
     if result.message:
@@ -85,11 +84,6 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def tokenizer_command(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from var_model.errors import ConfigError
-    from var_model.tokenizer.stage import TokenizerStageConfig, run_tokenizer_stage
-
     if args.config is None:
         raise ConfigError("give a tokenizer stage YAML, e.g. var_model/training/examples/tiny_tokenizer.yaml")
     config = TokenizerStageConfig.from_yaml(args.config)
@@ -126,15 +120,6 @@ def tokenizer_command(args: argparse.Namespace) -> int:
 
 
 def sample_command(args: argparse.Namespace) -> int:
-    import torch
-
-    from var_model.errors import CheckpointError
-    from var_model.tokenizer.cache import TokenCache
-    from var_model.training.checkpoint import load_checkpoint
-    from var_model.training.config import TrialConfig
-    from var_model.training.sampling import sample_grid, save_png
-    from var_model.var import VAR
-
     state = load_checkpoint(args.checkpoint)
     config = TrialConfig.from_dict(state["trial_config"])
     cache = TokenCache.open(args.token_cache or config.token_cache, verify=False)
