@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from var_model.data.synthetic import SHAPE_NAMES
 from var_model.errors import ConfigError
 
 DATA_KINDS = ("synthetic", "image_folder")
@@ -65,9 +66,6 @@ class DataConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"data.seed is {self.seed!r}; it must be a non-negative integer")
         if self.kind == "synthetic":
-            # Imported here because synthetic.py imports this module for its config type.
-            from var_model.data.synthetic import SHAPE_NAMES
-
             if self.num_classes > len(SHAPE_NAMES):
                 raise ConfigError(
                     f"data.num_classes is {self.num_classes}; the synthetic data has "

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 
 from var_model.errors import CheckpointError, TrialError
+from var_model.tokenizer.baseline import unigram_baselines
+from var_model.tokenizer.cache import TokenCache
 from var_model.training.branches import ForkWriter, start_from_fork
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
 from var_model.training.checkpoint import (
@@ -244,9 +246,6 @@ def _completed(parts: TrialParts, config: TrialConfig, context: DistributedConte
 def unigram_reference(config: TrialConfig) -> dict[str, float]:
     """The cache's frequency baselines, for comparing a trial's test loss (see
     var_model.tokenizer.baseline)."""
-    from var_model.tokenizer.baseline import unigram_baselines
-    from var_model.tokenizer.cache import TokenCache
-
     return unigram_baselines(TokenCache.open(config.token_cache, verify=False))
 
 
