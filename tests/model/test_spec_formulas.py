@@ -1,4 +1,4 @@
-"""Spec review: the model against a plain re-statement of VAR_SPEC.md, fact by fact.
+"""The model against a plain re-statement of docs/MODEL.md, fact by fact.
 
 Each reference below is written from the spec's formulas with explicit tensor maths (no
 module of ours is called inside it), then compared with the model on random weights, so a
@@ -38,7 +38,7 @@ def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
 
 
 def _reference_logits(var: VAR, label_B: torch.Tensor, x_BLC: torch.Tensor) -> torch.Tensor:
-    """VAR_SPEC §2 written out: sos, embeddings, AdaLN blocks, block-causal attention, head."""
+    """docs/MODEL.md §2 written out: sos, embeddings, AdaLN blocks, block-causal attention, head."""
     cfg = var.config
     C, H = cfg.width, cfg.num_heads
     B = label_B.shape[0]
@@ -153,7 +153,7 @@ def test_initialisation_follows_the_spec():
     assert rates == pytest.approx([top * i / (depth - 1) for i in range(depth)])
 
 
-# ---------------------------------------------------------------- tokenizer (VAR_SPEC §1)
+# ---------------------------------------------------------------- tokenizer (docs/MODEL.md §1)
 # nearest tick of linspace(1/12, 11/12, 4) to k/9 (scales 2 and 7 are ties, resolved as released)
 SPEC_PHI_MAP_10_SCALES = [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]
 
@@ -253,7 +253,7 @@ def test_resamplers_and_decoder_clamp():
     assert float(image.abs().max()) <= 1.0
 
 
-# ---------------------------------------------------------------- sampling (VAR_SPEC §3)
+# ---------------------------------------------------------------- sampling (docs/MODEL.md §3)
 def test_cfg_logits_are_the_ramped_mix_of_conditional_and_null(tiny_vqvae, monkeypatch):
     torch.manual_seed(0)
     var = VAR(VARConfig.debug(init_adaln_gamma=0.5, init_head=3.0), vqvae=tiny_vqvae)
