@@ -36,6 +36,16 @@ KEY_FIELDS = ("device_name", "depth", "image_size", "precision", "compile", "att
 FIELD_TYPES = {"device_name": str, "depth": int, "image_size": int, "precision": str, "compile": bool,
                "attention": str, "micro_batch": int, "activation_checkpointing": bool,
                "flops_per_second": float, "images_per_second": float}
+# A record names its precision by torch dtype name (`varscale bench --dtype`); a trial by
+# TrialConfig.precision. The one translation between them:
+THROUGHPUT_PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def throughput_precision(trial_precision: str) -> str:
+    """The `precision` of the records that measure a trial of TrialConfig.precision `trial_precision`."""
+    if trial_precision not in THROUGHPUT_PRECISIONS:
+        raise ConfigError(f"precision is {trial_precision!r}; allowed: {', '.join(THROUGHPUT_PRECISIONS)}")
+    return THROUGHPUT_PRECISIONS[trial_precision]
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from var_model.errors import ConfigError
 from var_model.throughput import (
+    THROUGHPUT_PRECISIONS,
     ThroughputRecord,
     ThroughputTable,
     interpolate_over_depth,
     save_record,
+    throughput_precision,
 )
+from var_model.training.config import PRECISIONS
 
 DEVICE = "NVIDIA H200"
 
@@ -108,3 +112,12 @@ def test_a_malformed_file_is_a_clear_error(tmp_path):
         ThroughputTable.load(path)
     with pytest.raises(ConfigError, match="field 'format'"):
         save_record(path, _record(16, 3e14))  # never overwrite a file it cannot read
+
+
+def test_every_trial_precision_names_the_torch_dtype_its_records_carry():
+    assert set(THROUGHPUT_PRECISIONS) == set(PRECISIONS)
+    assert throughput_precision("bf16") == "bfloat16" and throughput_precision("fp32") == "float32"
+    for name in PRECISIONS:
+        assert isinstance(getattr(torch, throughput_precision(name)), torch.dtype)
+    with pytest.raises(ConfigError, match=r"precision is 'bfloat16'; allowed: bf16, fp16, fp32"):
+        throughput_precision("bfloat16")
