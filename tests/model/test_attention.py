@@ -40,7 +40,7 @@ def _inputs(var: VAR, batch: int = 3, device: str = "cpu"):
 
 def test_unknown_attention_kernel_names_field_value_and_allowed():
     var = VAR(VARConfig.debug())
-    with pytest.raises(ConfigError, match=r"attention='xformers'.*'sdpa', 'flex'"):
+    with pytest.raises(ConfigError, match=r"attention='xformers'.*'sdpa', 'scalewise', 'flex'"):
         var.use_attention_kernel("xformers")
     assert var.attention_kernel == "sdpa"
 

@@ -56,7 +56,11 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.95),
     fused: bool = False,
 ) -> torch.optim.AdamW:
-    """AdamW(betas (0.9, 0.95), eps 1e-8) over `parameter_groups`; `fused` only on CUDA."""
+    """AdamW(betas (0.9, 0.95), eps 1e-8) over `parameter_groups`.
+
+    `fused`: torch's fused kernel, on CUDA and (torch >= 2.4) CPU. Without it torch picks
+    foreach on CUDA and the per-parameter loop on CPU. On CPU the fused update is bit-identical
+    run to run and equals the loop's to float32 rounding (tests/model/test_bench.py)."""
     groups = parameter_groups(model, weight_decay)
     options: dict[str, object] = {"lr": lr, "betas": betas, "eps": 1e-8}
     if fused:
