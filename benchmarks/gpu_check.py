@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))  # runnable from a checkout without installin
 from var_model import bench  # noqa: E402
 from var_model.config import VARConfig  # noqa: E402
 from var_model.errors import ConfigError  # noqa: E402
+from var_model.files import atomic_write_text  # noqa: E402
 from var_model.attention import flex_trains_on  # noqa: E402
 from var_model.memory import choose_execution, training_memory  # noqa: E402
 from var_model.throughput import save_record  # noqa: E402
@@ -110,9 +111,7 @@ def write_report(path: Path, rows: list[Row], device: torch.device, started: flo
             f"{_gb(row.measured_peak_bytes)} | {_gb(row.planned_bytes)} | {_number(ratio, '.2f')} | {row.note} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def run_check(device: torch.device, smoke: bool, out: Path, throughput_file: Path | None,
