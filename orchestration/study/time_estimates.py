@@ -16,10 +16,7 @@ from orchestration.study.execution_plan import trial_precision
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec
 from var_model.errors import ConfigError
-from var_model.throughput import ThroughputTable
-
-# `varscale bench` records precision by torch dtype name; a study names it as TrialConfig does.
-THROUGHPUT_PRECISION = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+from var_model.throughput import ThroughputTable, throughput_precision
 
 
 def _device_name(spec: StudySpec, table: ThroughputTable) -> str:
@@ -68,7 +65,7 @@ class TimeEstimates:
             return self.table.flops_per_second(
                 self.device_name,
                 trial.depth,
-                precision=THROUGHPUT_PRECISION[trial_precision(self.spec)],
+                precision=throughput_precision(trial_precision(self.spec)),
                 compile=trial.execution.compile,
                 attention=trial.execution.attention,
                 activation_checkpointing=trial.execution.activation_checkpointing == "blocks",
