@@ -3,7 +3,12 @@ it only reads. The schema it reads is docs/ARCHITECTURE.md's "MLflow schema":
 
 - experiment name = study name; child runs tagged varscale.kind=trial carry params (strings,
   cast here), the tag varscale.status, metric histories against an integer step (with images,
-  tokens, flops counters logged as metrics beside the step) and final_* metrics.
+  tokens, flops counters logged as metrics beside the step) and final_* metrics;
+- under budgets.strategy branches the tag varscale.role (column `role`: independent, trunk or
+  branch; `trunk_key`, `fork_step` beside it). A trunk is never a point of a fit: it is the
+  shared constant-LR prefix of its branches, not a trained run of any budget, so `fit_trials`
+  and `fit_curves` leave trunks out and fits take each branch's final metrics and its curve
+  (which starts at its fork: before it, the trunk's steps are the branch's own).
 
 Calls: one paged search_runs for the trials plus one get_metric_history per (run, metric) that has
 a history, so the cost is linear in runs x metrics. A step logged twice (a crash between logging and
@@ -29,15 +34,20 @@ from analysis.mlflow_schema import (
     FINAL_METRICS,
     FINAL_PREFIX,
     FLOAT_PARAMS,
+    FORK_STEP_TAG,
+    INDEPENDENT_ROLE,
     INTEGER_PARAMS,
     KIND_TAG,
     PER_SCALE_METRIC_PATTERN,
+    ROLE_TAG,
     RUNNING,
     STATUS_TAG,
     STRING_PARAMS,
     STUDY_KIND,
     TRIAL_KEY_TAG,
     TRIAL_KIND,
+    TRUNK_KEY_TAG,
+    TRUNK_ROLE,
     redact_uri,
 )
 
@@ -66,8 +76,11 @@ class StudyFrame:
     dropped_duplicate_runs: tuple[str, ...] = field(default=())
 
     def fit_trials(self, statuses: tuple[str, ...] = FIT_STATUSES) -> pd.DataFrame:
-        """The trials a fit should use: by default only completed ones."""
-        return self.trials[self.trials["status"].isin(statuses)].reset_index(drop=True)
+        """The trials a fit should use: by default only completed ones, and never a trunk."""
+        # a frame without roles (a study from before branches) has no trunks
+        roles = self.trials.get("role", pd.Series(INDEPENDENT_ROLE, index=self.trials.index))
+        points = self.trials["status"].isin(statuses) & (roles != TRUNK_ROLE)
+        return self.trials[points].reset_index(drop=True)
 
     def fit_curves(self, statuses: tuple[str, ...] = FIT_STATUSES) -> pd.DataFrame:
         keys = self.fit_trials(statuses)["trial_key"]
@@ -118,6 +131,9 @@ def _trial_row(study: str, run) -> dict:
         "run_id": run.info.run_id,
         "run_name": run.info.run_name,
         "status": status,
+        "role": tags.get(ROLE_TAG, INDEPENDENT_ROLE),
+        "trunk_key": tags.get(TRUNK_KEY_TAG),
+        "fork_step": int(tags[FORK_STEP_TAG]) if FORK_STEP_TAG in tags else None,
         "run_status": run.info.status,
         "start_time": run.info.start_time,
     }

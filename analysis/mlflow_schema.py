@@ -8,7 +8,10 @@ docs/ARCHITECTURE.md ("MLflow schema") describes the layout these names make:
 - experiment = the study's name;
 - one parent run, tagged KIND_TAG=STUDY_KIND and STUDY_TAG=<name>;
 - one child run per trial, tagged KIND_TAG=TRIAL_KIND, TRIAL_KEY_TAG, STATUS_TAG and
-  PARENT_RUN_TAG, with the trial's params (strings in MLflow: the reader casts them back).
+  PARENT_RUN_TAG, with the trial's params (strings in MLflow: the reader casts them back);
+- under budgets.strategy branches, ROLE_TAG says a trial's role: a trunk (never a point of a
+  fit) or a branch, which also carries TRUNK_KEY_TAG and FORK_STEP_TAG; a run without ROLE_TAG
+  is an independent trial.
 """
 
 from __future__ import annotations
@@ -31,12 +34,20 @@ CHECKPOINT_STEP_TAG = "varscale.checkpoint_step"
 STEPS_DONE_TAG = "varscale.steps_done"
 # A trainer-reported value that disagrees with the param the driver logged (never fatal).
 TRAINER_VALUE_TAG_PREFIX = "varscale.trainer_"
+# Cooldown branches: a trial's role, and a branch's trunk and fork step.
+ROLE_TAG = "varscale.role"
+TRUNK_KEY_TAG = "varscale.trunk_key"
+FORK_STEP_TAG = "varscale.fork_step"
+FORKS_WRITTEN_TAG = "varscale.forks_written"  # a trunk's: the steps of the forks it has written so far
 # Parent-run tags set at launch.
 TRIAL_COUNT_TAG = "varscale.trials"
 BUDGET_KIND_TAG = "varscale.budget_kind"
+STRATEGY_TAG = "varscale.strategy"
 
 # Values of KIND_TAG.
 STUDY_KIND, TRIAL_KIND = "study", "trial"
+# Values of ROLE_TAG (var_model.training.config.TRIAL_ROLES); a trunk is never a point of a fit.
+INDEPENDENT_ROLE, TRUNK_ROLE, BRANCH_ROLE = "independent", "trunk", "branch"
 
 # Values of STATUS_TAG, and which of them end a trial for good (never re-run on relaunch).
 PENDING, RUNNING, COMPLETED, DIVERGED, FAILED = "pending", "running", "completed", "diverged", "failed"

@@ -25,11 +25,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analysis import mlflow_schema as schema
 from var_model.errors import ConfigError
 from var_model.training.schedules import fork_step, fork_steps
 
 STRATEGIES = ("independent", "branches")
-TRUNK, BRANCH = "trunk", "branch"
+# the role names MLflow records (ROLE_TAG), the trainer's TrialConfig.role names too
+INDEPENDENT, TRUNK, BRANCH = schema.INDEPENDENT_ROLE, schema.TRUNK_ROLE, schema.BRANCH_ROLE
+
+
+def strategy_problems(strategy: str, schedule: str, decay_fraction: float) -> list[str]:
+    """What a study's recipe lacks for its budgets.strategy, one line per mistake naming the field."""
+    if strategy != "branches":
+        return []
+    problems = []
+    if schedule != "wsd":
+        problems.append(
+            f"recipe.schedule: {schedule!r}, but budgets.strategy branches needs schedule wsd (its branches "
+            "fork the stable phase of one trunk); set recipe.schedule: wsd"
+        )
+    if not 0 < decay_fraction < 1:
+        problems.append(
+            f"recipe.decay_fraction: {decay_fraction}, but budgets.strategy branches needs it in (0, 1) (each "
+            "branch's cooldown share of its steps; 0.2 by default)"
+        )
+    return problems
 
 
 def trunk_key(depth: int, seed: int) -> str:

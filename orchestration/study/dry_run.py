@@ -5,6 +5,12 @@ microseconds and no memory. Each GPU trial shows its execution plan (micro-batch
 steps, sharding, checkpointing: orchestration.study.execution_plan) and its estimated peak per
 GPU against resources.gpu_memory_gb. Estimated time = trial FLOPs / achieved FLOP/s, measured
 (resources.throughput_file) or stated (orchestration.study.time_estimates); the table says which.
+
+Under `budgets.strategy: branches` the time and GPU-hours count what actually runs: a trunk to
+its last fork, a branch its cooldown only ("steps run"); the "steps" column is where a trial's
+counters end. The compute of both strategies is printed with the saving: per (depth, seed),
+(1 - f) x B_k + f x (B_1 + ... + B_k) against B_1 + ... + B_k (orchestration.study.branches),
+and the FLOPs that run on whole steps.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from analysis.text import short_duration, text_table
+from orchestration.study.branches import BRANCH, StrategyCompute, saving_text, strategy_compute
 from orchestration.study.spec import StudySpec
 from orchestration.study.time_estimates import TimeEstimates
 from orchestration.study.trial_config import plan_study
@@ -49,16 +56,19 @@ def _rows(trials: list[TrialSpec], estimates: TimeEstimates) -> list[dict]:
         rows.append(
             {
                 "trial": trial.key,
+                "role": trial.role,
                 "depth": trial.depth,
                 "width": trial.width,
                 "heads": trial.heads,
                 "params": trial.params_total,
                 "flops_per_image": trial.flops_per_image,
                 "steps": trial.steps,
+                "steps_trained": trial.steps_trained,
                 "batch": trial.batch_size,
                 "lr": trial.lr,
                 "images": trial.images,
                 "flops": trial.flops,
+                "flops_trained": trial.flops_trained,
                 "resources": resources_text(trial),
                 "seconds": seconds,
                 "gpu_hours": seconds * trial.gpus / 3600.0,
@@ -91,10 +101,11 @@ COLUMNS = (
     Column("params", lambda row: f"{row['params']:,}"),
     Column("FLOPs/image", lambda row: f"{row['flops_per_image']:.4g}"),
     Column("steps", lambda row: f"{row['steps']:,}"),
+    Column("steps run", lambda row: f"{row['steps_trained']:,}"),
     Column("batch", lambda row: str(row["batch"])),
     Column("lr", lambda row: f"{row['lr']:.3g}"),
     Column("images", lambda row: f"{row['images']:,}"),
-    Column("total FLOPs", lambda row: f"{row['flops']:.4g}"),
+    Column("FLOPs run", lambda row: f"{row['flops_trained']:.4g}"),
     Column("resources", lambda row: row["resources"], numeric=False),
     Column("micro-batch", lambda row: "whole" if row["micro_batch_size"] is None else str(row["micro_batch_size"])),
     Column("accum.", lambda row: str(row["accumulation_steps"])),
@@ -116,6 +127,30 @@ def memory_note(spec: StudySpec, trials: list[TrialSpec]) -> str:
     )
 
 
+def strategy_compute_of(spec: StudySpec) -> StrategyCompute:
+    """Both strategies' compute in budget units, summed over every (depth, seed)."""
+    groups = [(depth, seed) for depth in spec.model.depths for seed in spec.seeds]
+    return sum(
+        (strategy_compute(spec.budgets.for_depth(depth), spec.recipe.decay_fraction) for depth, _ in groups),
+        StrategyCompute(0.0, 0.0),
+    )
+
+
+def strategy_text(spec: StudySpec, trials: list[TrialSpec]) -> str | None:
+    """The compute of both strategies and the saving; None where branches cannot apply."""
+    fraction = spec.recipe.decay_fraction
+    if not 0 < fraction < 1:
+        return None
+    arithmetic = saving_text(strategy_compute_of(spec), spec.budgets.kind)
+    formula = f"(1 - f) x B_k + f x (B_1 + ... + B_k) per (depth, seed), f = recipe.decay_fraction {fraction:g}"
+    if spec.budgets.strategy != "branches":
+        return f"compute: {arithmetic} ({formula}; set budgets.strategy: branches and recipe.schedule: wsd)"
+    run = StrategyCompute(
+        sum(trial.flops for trial in trials if trial.role == BRANCH), sum(trial.flops_trained for trial in trials)
+    )
+    return f"compute: {arithmetic} ({formula}); on whole steps {saving_text(run, 'FLOP')}"
+
+
 def dry_run_table(spec: StudySpec) -> str:
     trials = plan_study(spec)
     estimates = TimeEstimates.for_study(spec, trials)
@@ -126,13 +161,16 @@ def dry_run_table(spec: StudySpec) -> str:
         right_aligned=[column.numeric for column in COLUMNS],
         rule=True,
     )
-    total_flops = sum(row["flops"] for row in rows)
+    total_flops = sum(row["flops_trained"] for row in rows)
     gpu_hours = sum(row["gpu_hours"] for row in rows)
     cpu_hours = sum(row["cpu_hours"] for row in rows if not row["gpus"])
     longest = max(row["seconds"] for row in rows)
     text.append("")
     text.append(memory_note(spec, trials))
     text.append(estimates.describe())
+    strategy = strategy_text(spec, trials)
+    if strategy:
+        text.append(strategy)
     text.append(
         f"{spec.name}: {len(rows)} trials, {total_flops:.4g} FLOP = {total_flops / 1e15:.4g} PFLOP, "
         f"{gpu_hours:.4g} GPU-hours + {cpu_hours:.4g} CPU-hours, longest trial {short_duration(longest)}"

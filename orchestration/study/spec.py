@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from orchestration.study.branches import STRATEGIES, strategy_problems
 from orchestration.study.depth_rule import DepthRule, depth_rule
 from orchestration.study.fields import (
     BY_DEPTH_TAG,
@@ -55,7 +56,7 @@ from var_model.tokenizer.stage import TOKENIZER_KINDS, TokenizerStageConfig
 from var_model.tokenizer.training import TokenizerTrainingConfig
 from var_model.training.budget import BUDGET_KINDS
 from var_model.training.config import ACTIVATION_CHECKPOINTING, ATTENTION_CHOICES, SHARDINGS, TrialConfig
-from var_model.training.schedules import SCHEDULES
+from var_model.training.schedules import DECAY_SHAPES, SCHEDULES
 
 STUDY_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEVICES = ("auto", "cpu", "cuda")
@@ -191,6 +192,8 @@ def _budget_form(value: Any) -> str:
 
 class BudgetSpec(Section):
     kind: choice(BUDGET_KINDS)  # training compute per trial
+    # independent: each budget from step 0; branches: one trunk per (depth, seed), a cooldown per budget
+    strategy: choice(STRATEGIES) = STRATEGIES[0]
     # A list: the same budgets for every depth; a mapping {depth: budgets}: budgets per depth.
     values: Annotated[
         Annotated[Budgets, Tag(ONE_VALUE_TAG)] | Annotated[dict[PositiveInteger, Budgets], Tag(BY_DEPTH_TAG)],
@@ -214,6 +217,11 @@ class RecipeSpec(Section):
     base_lr: depth_rule(PositiveNumber)  # lr = base_lr * batch / 256 (the paper's tblr)
     warmup_fraction: NonNegativeNumber = TRIAL_DEFAULTS["warmup_fraction"]
     schedule: choice(SCHEDULES) = TRIAL_DEFAULTS["schedule"]
+    # wsd: the cooldown's share of a trial's steps and its shape (a branch forks at (1 - it) x steps)
+    decay_fraction: NonNegativeNumber = TRIAL_DEFAULTS["decay_fraction"]
+    decay_shape: choice(DECAY_SHAPES) = TRIAL_DEFAULTS["decay_shape"]
+    # None: warmup_fraction of each trial's steps (under branches, of the smallest budget's)
+    warmup_steps: NonNegativeInteger | None = TRIAL_DEFAULTS["warmup_steps"]
     final_lr_fraction: depth_rule(NonNegativeNumber) = TRIAL_DEFAULTS["final_lr_fraction"]
     weight_decay: NonNegativeNumber = TRIAL_DEFAULTS["weight_decay"]
     grad_clip: PositiveNumber = TRIAL_DEFAULTS["grad_clip"]
@@ -230,6 +238,13 @@ class RecipeSpec(Section):
     def _below_one(cls, fraction: float) -> float:
         if not fraction < 1:
             raise field_error(f"must be in [0, 1), got {fraction}")
+        return fraction
+
+    @field_validator("decay_fraction")
+    @classmethod
+    def _at_most_one(cls, fraction: float) -> float:
+        if not fraction <= 1:
+            raise field_error(f"must be in [0, 1], got {fraction}")
         return fraction
 
     def trial_values(self, depth: int) -> dict[str, Any]:
@@ -261,6 +276,11 @@ STUDY_SET_TRIAL_FIELDS = frozenset(RecipeSpec.model_fields) | {
     "seed",
     "device",
     "threads",
+    # a trunk's and a branch's: set per trial under budgets.strategy branches
+    "fork_budgets",
+    "fork_path",
+    "fork_sha256",
+    "fork_step",
 }
 
 
@@ -399,6 +419,8 @@ class StudySpec(Section):
                     f"resources.gpus: {gpus:g} GPUs at depth {depth}; above 1 use a whole "
                     "number (the trial runs data-parallel on them), below 1 any fraction"
                 )
+        # fork points that collide need the trials' steps: study.branches checks them at plan time
+        problems += strategy_problems(self.budgets.strategy, self.recipe.schedule, self.recipe.decay_fraction)
         if problems:
             raise field_error("\n".join(problems), path="")
         return self

@@ -4,18 +4,21 @@ its TrialConfig.
 
 Each trial's files live in `<storage>/trials/<trial key>/` (checkpoint.pt, metrics.jsonl,
 samples.png, trial_config.yaml): a path on storage every node shares, so a trial retried on
-another node resumes from the same checkpoint.
+another node resumes from the same checkpoint. A trunk's forks are in its folder's forks/
+(var_model.training.forks); a branch's TrialConfig names the fork it starts from.
 """
 
 from __future__ import annotations
 
 import os
 
+from orchestration.study.branches import BRANCH, TRUNK
 from orchestration.study.execution_plan import trial_device
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec, expand
 from var_model.errors import ConfigError
-from var_model.training.config import TrialConfig
+from var_model.training.config import SHA256_HEX_DIGITS, TrialConfig
+from var_model.training.forks import Fork, fork_file
 
 TRIALS_FOLDER = "trials"
 TOKEN_CACHE_FOLDER = "token_cache"
@@ -29,7 +32,40 @@ def token_cache_dir(spec: StudySpec) -> str:
     return os.path.join(spec.storage, TOKEN_CACHE_FOLDER)
 
 
-def build_trial_config(spec: StudySpec, trial: TrialSpec, token_cache: str | None = None) -> TrialConfig:
+def trunk_output_dir(spec: StudySpec, trial: TrialSpec) -> str:
+    """The folder of the trunk of a trunk or branch trial (where the trunk writes its forks)."""
+    return os.path.join(spec.storage, TRIALS_FOLDER, trial.branching.trunk_key)
+
+
+def planned_fork(spec: StudySpec, trial: TrialSpec) -> Fork:
+    """A branch's fork as it will be written (its hash unknown until then): for checking the
+    branch's TrialConfig before its trunk has run."""
+    branching = trial.branching
+    path = fork_file(trunk_output_dir(spec, trial), branching.fork_step)
+    return Fork(branching.fork_step, trial.budget_value, str(path), "0" * SHA256_HEX_DIGITS)
+
+
+def _role_values(trial: TrialSpec, fork: Fork | None) -> dict:
+    # a trunk's and branch's fields; every trial of a trunk shares its warm-up in steps
+    if trial.role == TRUNK:
+        return {"fork_budgets": list(trial.branching.fork_budgets), "warmup_steps": trial.warmup_steps}
+    if trial.role == BRANCH:
+        assert fork is not None and fork.step == trial.branching.fork_step, f"{trial.key} needs its own fork"
+        return {
+            "fork_path": fork.path,
+            "fork_sha256": fork.sha256,
+            "fork_step": fork.step,
+            "warmup_steps": trial.warmup_steps,
+        }
+    return {}
+
+
+def build_trial_config(
+    spec: StudySpec, trial: TrialSpec, token_cache: str | None = None, fork: Fork | None = None
+) -> TrialConfig:
+    """The trial's TrialConfig; a branch's names `fork` (default: its planned fork, for checks)."""
+    if trial.role == BRANCH and fork is None:
+        fork = planned_fork(spec, trial)
     model = {"depth": trial.depth, "width": trial.width, "num_heads": trial.heads, **spec.model.overrides}
     values = dict(
         token_cache=token_cache or token_cache_dir(spec),
@@ -40,8 +76,9 @@ def build_trial_config(spec: StudySpec, trial: TrialSpec, token_cache: str | Non
         seed=trial.seed,
         device=trial_device(spec, trial.gpus),
         threads=trial.threads,
-        # the recipe as written, with its execution `auto`s replaced by the plan's choice
-        **{**spec.recipe.trial_values(trial.depth), **trial.execution.trial_values()},
+        # the recipe as written, with its execution `auto`s replaced by the plan's choice, and
+        # a trunk's or branch's fields (its warm-up in steps among them)
+        **{**spec.recipe.trial_values(trial.depth), **trial.execution.trial_values(), **_role_values(trial, fork)},
         **spec.trial,
     )
     try:

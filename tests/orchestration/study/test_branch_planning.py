@@ -2,6 +2,8 @@
 warm-up, the steps each trial trains, and the compute of both strategies against the issue's
 arithmetic (1 - f) x B_k + f x (B_1 + ... + B_k) vs B_1 + ... + B_k."""
 
+from pathlib import Path
+
 import pytest
 
 from orchestration.study.branches import (
@@ -14,8 +16,14 @@ from orchestration.study.branches import (
     strategy_compute,
     trunk_key,
 )
+from orchestration.study.dry_run import dry_run_rows, dry_run_table, strategy_compute_of, strategy_text
+from orchestration.study.loading import load_study
+from orchestration.study.trial_config import build_trial_config, plan_study
 from var_model.errors import ConfigError
+from var_model.training.forks import fork_file
 from var_model.training.schedules import fork_step
+
+TINY = str(Path(__file__).parents[1] / "fixtures" / "tiny_study.yaml")
 
 # the demo's budgets at batch 8: 250, 375, 500, 750 steps
 DEMO_STEPS = {2000.0: 250, 3000.0: 375, 4000.0: 500, 6000.0: 750}
@@ -102,3 +110,100 @@ def test_a_fork_inside_the_warm_up_names_where_the_warm_up_comes_from():
 def test_a_budget_too_small_for_a_decay_step_is_refused():
     with pytest.raises(ConfigError, match=r"budget 8 \(1 steps\) with decay_fraction 0.2 has no decay step"):
         plan_trunk(1, 0, {8.0: 1, 800.0: 100}, 0.2, 0.0)
+
+
+# --- the strategy in a study file ---------------------------------------------------------------
+
+BRANCHES = ["budgets.strategy=branches", "recipe.schedule=wsd", "budgets.values=[16, 32, 48, 64]"]
+
+
+def test_strategy_defaults_to_independent_and_the_recipe_to_trialconfigs_cooldown(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}"])
+    assert spec.budgets.strategy == "independent"
+    assert (spec.recipe.decay_fraction, spec.recipe.decay_shape, spec.recipe.warmup_steps) == (0.2, "linear", None)
+    assert all(trial.role == "independent" and trial.branching is None for trial in plan_study(spec))
+
+
+def test_a_branches_study_plans_one_trunk_per_depth_and_seed_and_a_branch_per_budget(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", *BRANCHES, "recipe.decay_fraction=0.5", "seeds=[0, 1]"])
+    trials = plan_study(spec)
+    assert [trial.key for trial in trials if trial.depth == 1] == [
+        "d1-trunk-s0", "d1-b16-s0", "d1-b32-s0", "d1-b48-s0", "d1-b64-s0",
+        "d1-trunk-s1", "d1-b16-s1", "d1-b32-s1", "d1-b48-s1", "d1-b64-s1",
+    ]  # fmt: skip
+    by_key = {trial.key: trial for trial in trials}
+    trunk, branch = by_key["d2-trunk-s1"], by_key["d2-b48-s1"]
+    # batch 8: 2, 4, 6, 8 steps; forks at 1, 2, 3, 4; the trunk trains to 4
+    assert (trunk.role, trunk.budget_value, trunk.steps, trunk.steps_trained, trunk.images) == ("trunk", 64, 4, 4, 32)
+    assert (branch.role, branch.steps, branch.steps_trained, branch.images) == ("branch", 6, 3, 48)
+    assert branch.flops_trained == 3 * 8 * branch.flops_per_image and branch.flops == 6 * 8 * branch.flops_per_image
+    trunk_config, branch_config = build_trial_config(spec, trunk), build_trial_config(spec, branch)
+    assert (trunk_config.role, trunk_config.fork_budgets, trunk_config.budget_value) == ("trunk", (16, 32, 48, 64), 64)
+    assert (branch_config.role, branch_config.fork_step, branch_config.schedule) == ("branch", 3, "wsd")
+    assert branch_config.fork_path == str(fork_file(Path(tmp_path, "trials", "d2-trunk-s1"), 3))
+    # one warm-up for the trunk and its branches: warmup_fraction 0 of the smallest budget here
+    assert {trunk_config.warmup_steps, branch_config.warmup_steps} == {0}
+
+
+def test_recipe_warmup_steps_is_every_trials_warm_up(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", *BRANCHES, "recipe.decay_fraction=0.5", "recipe.warmup_steps=1"])
+    assert {build_trial_config(spec, trial).warmup_steps for trial in plan_study(spec)} == {1}
+    independent = load_study(TINY, [f"storage={tmp_path}", "recipe.warmup_steps=1"])
+    assert {trial.warmup_steps for trial in plan_study(independent)} == {1}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (["recipe.schedule=paper"], "recipe.schedule: 'paper', but budgets.strategy branches needs schedule wsd"),
+        (["recipe.decay_fraction=0"], "recipe.decay_fraction: 0.0, but budgets.strategy branches needs it in (0, 1)"),
+        (["recipe.decay_fraction=1"], "recipe.decay_fraction: 1.0, but budgets.strategy branches needs it in (0, 1)"),
+        (["recipe.decay_fraction=1.5"], "recipe.decay_fraction: must be in [0, 1], got 1.5"),
+        (["budgets.strategy=forks"], "budgets.strategy: 'forks' is not allowed; choose one of independent, branches"),
+        (["recipe.decay_shape=step"], "recipe.decay_shape: 'step' is not allowed; choose one of linear, sqrt, cosine"),
+        (["budgets.values=[40, 48]", "recipe.decay_fraction=0.25"], "budgets.values: budgets 40 (5 steps) and 48"),
+        (["trial.fork_step=3"], "trial.fork_step: set by the study"),
+    ],
+)
+def test_branch_mistakes_name_their_field(tmp_path, changes, message):
+    with pytest.raises(ConfigError) as error:
+        plan_study(load_study(TINY, [f"storage={tmp_path}", *BRANCHES, *changes]))
+    assert message in str(error.value)
+
+
+def test_dry_run_prints_both_strategies_and_the_saving_of_the_arithmetic(tmp_path):
+    # 4 budgets at f = 0.5 per depth and seed: 0.5 x 64 + 0.5 x 160 = 112 of 160 images: 30% saved
+    spec = load_study(TINY, [f"storage={tmp_path}", *BRANCHES, "recipe.decay_fraction=0.5", "seeds=[0, 1]"])
+    compute = strategy_compute_of(spec)
+    assert (compute.independent, compute.branches) == (4 * 160.0, 4 * 112.0)
+    trials = plan_study(spec)
+    text = strategy_text(spec, trials)
+    assert text.startswith("compute: independent 640 images, branches 448 images: branches save 30.0% ")
+    # the FLOPs that run, on whole steps, save the same here (budgets divide into steps)
+    assert text.split("; on whole steps ")[1].endswith(": branches save 30.0%")
+    # what runs, on whole steps (8 images each): the trunk to step 4, then cooldowns of 1, 2, 3, 4 steps
+    rows = dry_run_rows(spec)
+    run = {row["trial"]: row["steps_trained"] for row in rows if row["depth"] == 1 and row["trial"].endswith("s0")}
+    assert run == {"d1-trunk-s0": 4, "d1-b16-s0": 1, "d1-b32-s0": 2, "d1-b48-s0": 3, "d1-b64-s0": 4}
+    trunks = [trial for trial in trials if trial.role == "trunk"]
+    assert sum(row["flops_trained"] for row in rows) == sum(14 * 8 * trunk.flops_per_image for trunk in trunks)
+    table = dry_run_table(spec)
+    assert text in table and "steps run" in table.splitlines()[0]
+
+
+def test_dry_run_time_counts_the_steps_that_run(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}", *BRANCHES, "recipe.decay_fraction=0.5"])
+    rows = {row["trial"]: row for row in dry_run_rows(spec)}
+    branch, trunk, short = rows["d2-b64-s0"], rows["d2-trunk-s0"], rows["d2-b16-s0"]
+    # same depth, same CPU: time in proportion to the steps each runs (4, 4 and 1)
+    assert branch["seconds"] == pytest.approx(trunk["seconds"], rel=1e-12)
+    assert branch["seconds"] == pytest.approx(4 * short["seconds"], rel=1e-12)
+    assert branch["flops"] == 2 * branch["flops_trained"]
+
+
+def test_an_independent_study_shows_what_branches_would_save(tmp_path):
+    spec = load_study(TINY, [f"storage={tmp_path}"])
+    text = strategy_text(spec, plan_study(spec))
+    # 16 and 32 images at the default f = 0.2: 0.8 x 32 + 0.2 x 48 = 35.2 of 48 per depth
+    assert text.startswith("compute: independent 96 images, branches 70.4 images: branches save 26.7% ")
+    assert "set budgets.strategy: branches and recipe.schedule: wsd" in text
