@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis import mlflow_schema as schema
+from orchestration.study.branches import BRANCH, TRUNK
+from orchestration.study.spec import StudySpec
+from orchestration.study.trial_config import build_trial_config, trial_output_dir
+from orchestration.study.trials import TrialSpec
 from var_model.errors import CheckpointError, TrialError
 from var_model.training.forks import Fork, delete_fork, read_forks
 
@@ -131,3 +135,20 @@ class BranchScheduler:
                 if fork.step in needed and fork.step not in unfinished:
                     delete_fork(fork)
                     self.deleted.append(fork)
+
+
+def study_scheduler(
+    spec: StudySpec, trials: list[TrialSpec], finished: dict[str, str], token_cache: str
+) -> BranchScheduler:
+    """The scheduler of a study's branches (none under budgets.strategy independent)."""
+    trunks = [trial for trial in trials if trial.role == TRUNK]
+    return BranchScheduler(
+        {trunk.key: trial_output_dir(spec, trunk) for trunk in trunks},
+        [
+            WaitingBranch(trial.key, trial.branching.trunk_key, trial.branching.fork_step)
+            for trial in trials
+            if trial.role == BRANCH
+        ],
+        finished,
+        {trunk.key: build_trial_config(spec, trunk, token_cache).to_dict() for trunk in trunks},
+    )

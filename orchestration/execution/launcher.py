@@ -9,6 +9,11 @@ resources), automatic resubmission when a worker or node dies (`max_retries`), a
 of Python exceptions (a bug fails the same way twice; a divergence is a result). Resume is
 ours: the trial key is the identity, its checkpoint folder and MLflow run are found by key,
 so a retried or relaunched trial continues its checkpoint in its own run.
+
+Under `budgets.strategy: branches` a branch is submitted once its trunk has written its fork
+(execution.branch_scheduling says how and why): trunks and independent trials are queued at
+the start, each branch when the loop's poll finds its fork, and its fork is deleted once the
+trunk and every branch of that fork have finished.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ import ray
 
 from analysis import mlflow_schema as schema
 from analysis.text import counts_text
+from orchestration.execution.branch_scheduling import study_scheduler
 from orchestration.execution.progress import Progress
 from orchestration.execution.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
 from orchestration.execution.study_lock import StudyLock
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
 from orchestration.execution.torchrun import execute_data_parallel
 from orchestration.execution.trial_task import TrialRequest, execute_trial
+from orchestration.study.branches import BRANCH
 from orchestration.study.dry_run import dry_run_table
 from orchestration.study.loading import spec_to_yaml
 from orchestration.study.spec import StudySpec
@@ -126,13 +133,20 @@ def _launch_locked(
     trials = plan_study(spec)
     _save_resolved(spec)
     tracker = StudyTracker(spec)
+    _check_roles(spec, trials, tracker.trial_runs())  # before the parent run: a refusal leaves nothing RUNNING
     tracker.start_parent()
     reconciled = tracker.reconcile()
     if reconciled:
         stream.write(f"marked {len(reconciled)} runs left RUNNING by a stopped launch as KILLED: {reconciled}\n")
     tracker.client.log_artifact(tracker.parent_run_id, str(Path(spec.storage, schema.RESOLVED_SPEC_FILE)))
     tracker.log_parent_artifact_text(dry_run_table(spec), schema.DRY_RUN_FILE)
-    tracker.log_parent_tags({schema.TRIAL_COUNT_TAG: len(trials), schema.BUDGET_KIND_TAG: spec.budgets.kind})
+    tracker.log_parent_tags(
+        {
+            schema.TRIAL_COUNT_TAG: len(trials),
+            schema.BUDGET_KIND_TAG: spec.budgets.kind,
+            schema.STRATEGY_TAG: spec.budgets.strategy,
+        }
+    )
     stream.write(
         f"study {spec.name}: {len(trials)} trials, MLflow {schema.redact_uri(spec.tracking_uri)}, "
         f"storage {spec.storage}\n"
@@ -146,7 +160,7 @@ def _launch_locked(
         or existing[trial.key].data.tags.get(schema.STATUS_TAG) not in schema.FINISHED_STATUSES
     ]
     todo_keys = {trial.key for trial in todo}
-    progress = Progress(spec.name, {trial.key: trial.flops for trial in trials}, stream)
+    progress = Progress(spec.name, {trial.key: trial.flops_trained for trial in trials}, stream)
     for trial in trials:
         if trial.key not in todo_keys:
             status = existing[trial.key].data.tags[schema.STATUS_TAG]
@@ -176,14 +190,27 @@ def _launch_locked(
             for trial in todo
         }
         remote = ray.remote(_remote_trial)
-        pending = submission_order(todo)
+        finished = {key: result.statuses[key] for key in result.skipped}
+        branches = study_scheduler(spec, trials, finished, result.token_cache)
+        forks = {}  # branch key -> the fork it starts from
+        pending = submission_order([trial for trial in todo if trial.role != BRANCH])
         limit = max_concurrent or default_concurrency(todo, ray.cluster_resources())
         progress.started = time.monotonic()  # the ETA's clock: trials only, not Ray's start
         progress.show(force=True)
-        while pending or refs:
+        by_key = {trial.key: trial for trial in trials}
+        while pending or refs or branches.waiting:
+            released = branches.poll()
+            forks.update(released)
+            pending = submission_order(pending + [by_key[key] for key in released])
+            active = {trial.key for trial in pending} | {trial.key for trial in refs.values()}
+            for key, why in branches.stranded(active).items():
+                result.errors[key] = why
+                result.statuses[key] = schema.FAILED
+                progress.set(key, schema.FAILED)
+                tracker.mark(run_ids[key], schema.FAILED, why)
             while pending and len(refs) < limit:
                 trial = pending.pop(0)
-                config = build_trial_config(spec, trial, result.token_cache)
+                config = build_trial_config(spec, trial, result.token_cache, forks.get(trial.key))
                 Path(config.output_dir).mkdir(parents=True, exist_ok=True)
                 config.to_yaml(Path(config.output_dir, schema.TRIAL_CONFIG_FILE))
                 request = TrialRequest(
@@ -198,7 +225,7 @@ def _launch_locked(
                 ref = remote.options(**_task_options(trial, spec.resources.max_retries)).remote(request, trial_function)
                 refs[ref] = trial
                 progress.set(trial.key, schema.RUNNING)
-            ready, _ = ray.wait(list(refs), num_returns=1, timeout=poll_seconds)
+            ready, _ = ray.wait(list(refs), num_returns=1, timeout=poll_seconds) if refs else ([], [])
             for ref in ready:
                 trial = refs.pop(ref)
                 try:
@@ -211,6 +238,7 @@ def _launch_locked(
                     result.statuses[trial.key] = schema.FAILED
                     progress.set(trial.key, schema.FAILED)
                     tracker.mark(run_ids[trial.key], schema.FAILED, result.errors[trial.key])
+                branches.trial_ended(trial.key, result.statuses[trial.key])
             progress.show()
         tracker.finish_parent()
     except KeyboardInterrupt:
@@ -240,9 +268,24 @@ def _launch_locked(
 
 def submission_order(trials: list) -> list:
     """Costliest trials first (longest-processing-time order): started last, the biggest trial
-    would run alone at the end while the other slots idle, minutes on a small box. Ties keep
-    the study's order, so a relaunch submits in the same order."""
-    return sorted(trials, key=lambda trial: trial.flops, reverse=True)
+    would run alone at the end while the other slots idle, minutes on a small box. Cost is what
+    a trial runs (a branch: its cooldown only). Ties keep the study's order, so a relaunch
+    submits in the same order."""
+    return sorted(trials, key=lambda trial: trial.flops_trained, reverse=True)
+
+
+def _check_roles(spec: StudySpec, trials: list[TrialSpec], existing: dict) -> None:
+    """A trial key that ran under another strategy (an independent run where a branch is now
+    planned) must not be resumed or skipped as if it were this trial."""
+    for trial in trials:
+        run = existing.get(trial.key)
+        recorded = run.data.tags.get(schema.ROLE_TAG, schema.INDEPENDENT_ROLE) if run is not None else trial.role
+        if recorded != trial.role:
+            raise ConfigError(
+                f"budgets.strategy: trial {trial.key} of study {spec.name} ran as {recorded!r}, but "
+                f"budgets.strategy {spec.budgets.strategy} makes it a {trial.role}; a study keeps its strategy: "
+                "give the study another name (and storage) to change it"
+            )
 
 
 def _tokenizer_stage(

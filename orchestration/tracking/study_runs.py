@@ -2,7 +2,9 @@
 
 Schema (analysis.mlflow_schema; docs/ARCHITECTURE.md): experiment = study name; parent run
 tagged `varscale.kind=study`; child runs tagged `varscale.kind=trial`, `varscale.trial_key`,
-`varscale.status`, `mlflow.parentRunId`, with typed params logged here, at creation.
+`varscale.status`, `mlflow.parentRunId`, with typed params logged here, at creation; a trunk is
+tagged `varscale.role=trunk`, a branch `varscale.role=branch` with `varscale.trunk_key` and
+`varscale.fork_step` (under budgets.strategy branches; no role tag: an independent trial).
 
 Why the driver creates everything first: 8 processes opening a NEW SQLite store at once lose 7
 of 8 to a schema-migration race (docs/ARCHITECTURE.md, measured). The driver creates the store, the
@@ -73,6 +75,16 @@ def trial_params(trial: TrialSpec, revision: str) -> dict[str, str]:
     }
 
 
+def role_tags(trial: TrialSpec) -> dict[str, str]:
+    """A trunk's or branch's tags (none for an independent trial)."""
+    if trial.branching is None:
+        return {}
+    tags = {schema.ROLE_TAG: trial.role, schema.TRUNK_KEY_TAG: trial.branching.trunk_key}
+    if trial.role == schema.BRANCH_ROLE:
+        tags[schema.FORK_STEP_TAG] = str(trial.branching.fork_step)
+    return tags
+
+
 def ensure_store(tracking_uri: str, storage: str) -> None:
     """Create a local SQLite store once, from this process alone (see the module docstring)."""
     Path(storage).mkdir(parents=True, exist_ok=True)
@@ -140,6 +152,7 @@ class StudyTracker:
             schema.TRIAL_KEY_TAG: trial.key,
             schema.STATUS_TAG: schema.PENDING,
             schema.PARENT_RUN_TAG: self.parent_run_id,
+            **role_tags(trial),
         }
         run = self.client.create_run(self.experiment_id, run_name=trial.key, tags=tags)
         params = dict(trial_params(trial, revision), schedule=self.schedule)

@@ -34,6 +34,7 @@ class MlflowTrialCallback(TrialCallback):
         self.client = MlflowClient(tracking_uri)
         self.run_id = run_id
         self.output_dir = Path(output_dir)
+        self.forks_written: list[int] = []  # a trunk's fork steps, as on_fork reports them
 
     def _batch(self, metrics=(), params=(), tags=()) -> None:
         self.client.log_batch(self.run_id, metrics=list(metrics), params=list(params), tags=list(tags))
@@ -74,6 +75,12 @@ class MlflowTrialCallback(TrialCallback):
 
     def on_checkpoint(self, step: int, path: str) -> None:
         self._batch(tags=[RunTag(schema.CHECKPOINT_STEP_TAG, str(int(step)))])
+
+    def on_fork(self, fork) -> None:
+        # a trunk's progress in its own run; the driver learns of forks from their files
+        # (execution.branch_scheduling), so this tag is for people and `varscale status`
+        self.forks_written = sorted({*self.forks_written, int(fork.step)})
+        self._batch(tags=[RunTag(schema.FORKS_WRITTEN_TAG, ",".join(str(step) for step in self.forks_written))])
 
     def on_end(self, result) -> None:
         now = int(time.time() * 1000)
