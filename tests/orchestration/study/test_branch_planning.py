@@ -8,6 +8,7 @@ import pytest
 
 from orchestration.study.branches import (
     BRANCH,
+    INDEPENDENT,
     TRUNK,
     StrategyCompute,
     branch_warmup_steps,
@@ -20,6 +21,7 @@ from orchestration.study.dry_run import dry_run_rows, dry_run_table, strategy_co
 from orchestration.study.loading import load_study
 from orchestration.study.trial_config import build_trial_config, plan_study
 from var_model.errors import ConfigError
+from var_model.training.config import TRIAL_ROLES
 from var_model.training.forks import fork_file
 from var_model.training.schedules import fork_step
 
@@ -207,3 +209,7 @@ def test_an_independent_study_shows_what_branches_would_save(tmp_path):
     # 16 and 32 images at the default f = 0.2: 0.8 x 32 + 0.2 x 48 = 35.2 of 48 per depth
     assert text.startswith("compute: independent 96 images, branches 70.4 images: branches save 26.7% ")
     assert "set budgets.strategy: branches and recipe.schedule: wsd" in text
+
+
+def test_the_roles_mlflow_records_are_the_trainers():
+    assert (INDEPENDENT, TRUNK, BRANCH) == TRIAL_ROLES
