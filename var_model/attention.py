@@ -51,17 +51,28 @@ def check_attention_kernel(name: str) -> str:
 def default_attention_kernel(device_type: str) -> str:
     """The faster exact kernel for training on this device type ("cpu", "cuda", ...).
 
-    CPU: "sdpa". torch 2.13's FlexAttention has no backward on CPU (`_validate_device` raises
-    NotImplementedError for inputs that require grad), so it cannot train there at all. Its
-    forward alone is no faster either: one thread, d6 at 256px, batch 2, float32, under
-    no_grad, after warm-up, 12 interleaved passes each: SDPA median 1052 ms, compiled flex
-    1141 ms, flex/SDPA 1.03 (median of the paired ratios).
-    CUDA: "flex", pending the GPU check (benchmarks/gpu_check.sh): the fused Triton kernel
-    reads no (L, L) mask, which SDPA's memory-efficient kernel must, and skips masked tiles.
+    CPU: "scalewise". Measured (one thread, float32, 256px, steady-state CPU time per training
+    step of `python -m var_model.bench`, medians over interleaved runs against eager "sdpa"):
+    compiled "scalewise" 0.85x at d6 (batch 2) where compiled "sdpa" is 0.95x; compiled
+    "scalewise" with fused AdamW 0.85x at d6 and 0.87x at d12 (batch 1). Eager, the gain is
+    small and within this machine's noise: 0.91x (d6) and 0.99x (d12) in interleaved steps of
+    one process, 1.06x over 3 separate runs at d6.
+    At one d6 layer (batch 2) forward + backward it takes 60-77 ms against masked SDPA's 83-100:
+    it skips the 38% masked pairs and reads no mask. FlexAttention cannot train on CPU at all:
+    torch 2.13 has no backward there (`_validate_device` raises NotImplementedError for inputs
+    that require grad), and its forward alone is no faster (d6, batch 2, no_grad: SDPA 1052 ms,
+    compiled flex 1141 ms, flex/SDPA 1.03, median of 12 paired passes).
+    CUDA: "flex", pending the GPU check (benchmarks/gpu_check.sh). "scalewise" is the candidate
+    to replace it there: without a mask SDPA dispatches to flash attention (bf16, head dim 64),
+    and it computes only the allowed 62% of (q, kv) pairs at 256px, where flex's 128-token
+    tiles skip 0.8%. It stays "flex" until the GPU check has timed both and the memory plan
+    (`var_model.memory`) lists "scalewise".
     Other device types: "sdpa", the kernel every backend has.
     """
     if device_type == "cuda":
         return "flex"
+    if device_type == "cpu":
+        return "scalewise"
     return "sdpa"
 
 

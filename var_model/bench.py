@@ -31,6 +31,7 @@ from var_model import counting, throughput
 from var_model.attention import (
     ATTENTION_KERNELS,
     check_attention_kernel,
+    default_attention_kernel,
     flex_trains_on,
 )
 from var_model.config import PATCH_NUMS_256, PATCH_NUMS_512, VARConfig
@@ -97,7 +98,8 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
         raise ConfigError("device='cuda' but CUDA is not available here")
     if attention == "flex" and not flex_trains_on(torch_device.type):
         raise ConfigError(f"attention='flex' cannot train on {torch_device.type} with torch {torch.__version__} "
-                          f"(no FlexAttention backward there); use --attention sdpa")
+                          f"(no FlexAttention backward there); use "
+                          f"--attention {default_attention_kernel(torch_device.type)}")
     set_up_start = time.perf_counter()
     torch.manual_seed(seed)
     config = VARConfig(depth=depth, patch_nums=PATCH_NUMS_256 if image_size == 256 else PATCH_NUMS_512)

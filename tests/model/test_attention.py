@@ -49,9 +49,10 @@ def test_default_kernels_are_known_and_trainable():
     for device_type in ("cpu", "cuda", "mps"):
         kernel = default_attention_kernel(device_type)
         assert kernel in ATTENTION_KERNELS
-        assert kernel == "sdpa" or flex_trains_on(device_type)
-    assert default_attention_kernel("cpu") == "sdpa"
+        assert kernel != "flex" or flex_trains_on(device_type)
+    assert default_attention_kernel("cpu") == "scalewise"
     assert default_attention_kernel("cuda") == "flex"
+    assert default_attention_kernel("mps") == "sdpa"
 
 
 def test_block_mask_allows_exactly_the_block_causal_pairs():
@@ -74,7 +75,7 @@ def test_block_mask_is_built_once_per_device():
 def test_flex_training_forward_on_cpu_is_a_clear_error():
     var = _tiny_var(DEBUG_PATCH_NUMS, attn_l2_norm=True)
     var.use_attention_kernel("flex")
-    with pytest.raises(ConfigError, match=r"attention='flex' cannot train on cpu.*'sdpa'"):
+    with pytest.raises(ConfigError, match=r"attention='flex' cannot train on cpu.*'scalewise'"):
         var(*_inputs(var))
 
 

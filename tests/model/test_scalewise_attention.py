@@ -62,7 +62,7 @@ def test_prefixes_are_exactly_the_keys_the_mask_allows(patch_nums):
     assert prefixes == ScalePrefixes(tuple(scale_boundaries(patch_nums)))
     bias_LL = block_causal_bias(patch_nums)[0, 0]
     assert prefixes.bounds[0][0] == 0 and prefixes.bounds[-1][1] == bias_LL.shape[0] == var.L
-    for (begin, end), pn in zip(prefixes.bounds, patch_nums):
+    for (begin, end), pn in zip(prefixes.bounds, patch_nums, strict=True):
         assert end - begin == pn * pn
         assert torch.all(bias_LL[begin:end, :end] == 0)
         assert torch.all(bias_LL[begin:end, end:] == -math.inf)
