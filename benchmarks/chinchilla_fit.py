@@ -9,6 +9,7 @@ the compute-optimal allocation at Chinchilla's budget (5.76e23 FLOPs). Data: tes
 chinchilla_epoch_extracted.csv (provenance in tests/data/README.md); the 5 highest losses are dropped
 and D = C / (6 N), as in the replication.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,10 @@ def main(argv=None) -> int:
     fit = fit_chinchilla(N, D, loss)
     grid_seconds = time.perf_counter() - start
     print(f"full grid: {fit.n_starts} starts, {len(loss)} points, wall time {grid_seconds:.2f} s")
-    print(f"converged starts: {fit.n_starts_converged}/{fit.n_starts}; starts reaching the best objective: "
-          f"{fit.n_starts_at_best}; status: {fit.status}")
+    print(
+        f"converged starts: {fit.n_starts_converged}/{fit.n_starts}; starts reaching the best objective: "
+        f"{fit.n_starts_at_best}; status: {fit.status}"
+    )
     print(f"warnings: {list(fit.warnings) or 'none'}")
     print(f"objective (summed Huber): {fit.objective:.6e}   published 1.01827e-03")
     print(f"{'parameter':<10}{'measured':>12}{'published':>12}")
@@ -56,21 +59,32 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     result = bootstrap_chinchilla(
-        N, D, loss, fit=fit, n_resamples=args.bootstrap, seed=args.seed,
-        derived=lambda f: {"N_opt": float(compute_optimal_allocation(f, CHINCHILLA_COMPUTE).N_opt),
-                           "tokens_per_parameter": float(
-                               compute_optimal_allocation(f, CHINCHILLA_COMPUTE).tokens_per_parameter)})
+        N,
+        D,
+        loss,
+        fit=fit,
+        n_resamples=args.bootstrap,
+        seed=args.seed,
+        derived=lambda f: {
+            "N_opt": float(compute_optimal_allocation(f, CHINCHILLA_COMPUTE).N_opt),
+            "tokens_per_parameter": float(compute_optimal_allocation(f, CHINCHILLA_COMPUTE).tokens_per_parameter),
+        },
+    )
     bootstrap_seconds = time.perf_counter() - start
-    print(f"\nbootstrap: {args.bootstrap} resamples of the 240 runs (seed {args.seed}), "
-          f"{result.n_failed} failed, wall time {bootstrap_seconds:.2f} s")
+    print(
+        f"\nbootstrap: {args.bootstrap} resamples of the 240 runs (seed {args.seed}), "
+        f"{result.n_failed} failed, wall time {bootstrap_seconds:.2f} s"
+    )
     print(f"{'parameter':<22}{'95% interval':>26}{'published':>22}")
     for name, (low, high) in result.intervals.items():
         published = PUBLISHED_INTERVALS.get(name)
         published_text = f"({published[0]:.3f}, {published[1]:.3f})" if published else ""
         print(f"{name:<22}{f'({low:.4g}, {high:.4g})':>26}{published_text:>22}")
     allocation = compute_optimal_allocation(fit, CHINCHILLA_COMPUTE)
-    print(f"\nat C = {CHINCHILLA_COMPUTE:.3g} FLOPs: N_opt = {float(allocation.N_opt):.3g}, "
-          f"D_opt = {float(allocation.D_opt):.3g}, D/N = {float(allocation.tokens_per_parameter):.1f}")
+    print(
+        f"\nat C = {CHINCHILLA_COMPUTE:.3g} FLOPs: N_opt = {float(allocation.N_opt):.3g}, "
+        f"D_opt = {float(allocation.D_opt):.3g}, D/N = {float(allocation.tokens_per_parameter):.1f}"
+    )
     return 0
 
 

@@ -33,10 +33,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # runnable from a checkout without installing
 
 from var_model import bench  # noqa: E402
+from var_model.attention import flex_trains_on  # noqa: E402
 from var_model.config import VARConfig  # noqa: E402
 from var_model.errors import ConfigError  # noqa: E402
 from var_model.files import atomic_write_text  # noqa: E402
-from var_model.attention import flex_trains_on  # noqa: E402
 from var_model.memory import choose_execution, training_memory  # noqa: E402
 from var_model.throughput import save_record  # noqa: E402
 
@@ -104,18 +104,26 @@ def write_report(path: Path, rows: list[Row], device: torch.device, started: flo
     ]
     for row in rows:
         ratio = (row.measured_peak_bytes / row.planned_bytes) if row.measured_peak_bytes else None
+        of_peak = "-" if row.fraction_of_peak is None else f"{100 * row.fraction_of_peak:.1f}%"
         lines.append(
             f"| d{row.depth} | {row.variant} | {row.micro_batch} | {row.checkpointing} | "
             f"{_number(row.images_per_second, '.1f')} | {_number(row.achieved_tflops, '.1f')} | "
-            f"{_number(row.fraction_of_peak and 100 * row.fraction_of_peak, '.1f')}{'%' if row.fraction_of_peak else ''} | "
+            f"{of_peak} | "
             f"{_gb(row.measured_peak_bytes)} | {_gb(row.planned_bytes)} | {_number(ratio, '.2f')} | {row.note} |"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def run_check(device: torch.device, smoke: bool, out: Path, throughput_file: Path | None,
-              deadline_seconds: float, steps: int, warmup: int) -> list[Row]:
+def run_check(
+    device: torch.device,
+    smoke: bool,
+    out: Path,
+    throughput_file: Path | None,
+    deadline_seconds: float,
+    steps: int,
+    warmup: int,
+) -> list[Row]:
     started = time.time()
     precision = "bf16" if device.type == "cuda" else "fp32"
     dtype = "bfloat16" if device.type == "cuda" else "float32"
@@ -124,13 +132,21 @@ def run_check(device: torch.device, smoke: bool, out: Path, throughput_file: Pat
     for depth, global_batch, gpus in SMOKE_TRIALS if smoke else PAPER_TRIALS:
         config = VARConfig(depth=depth)
         share = global_batch // gpus
-        plan = choose_execution(config, global_batch=share, world_size=1, gpu_memory_bytes=memory_bytes,
-                                precision=precision)
+        plan = choose_execution(
+            config, global_batch=share, world_size=1, gpu_memory_bytes=memory_bytes, precision=precision
+        )
         checkpointing = plan.activation_checkpointing
         for label, compiled, attention in VARIANTS:
-            planned = training_memory(config, plan.micro_batch_size, precision, checkpointing, shards=1,
-                                      attention=attention, accumulation_steps=plan.accumulation_steps,
-                                      device=device.type).total_bytes
+            planned = training_memory(
+                config,
+                plan.micro_batch_size,
+                precision,
+                checkpointing,
+                shards=1,
+                attention=attention,
+                accumulation_steps=plan.accumulation_steps,
+                device=device.type,
+            ).total_bytes
             row = Row(depth, label, plan.micro_batch_size, checkpointing, planned)
             rows.append(row)
             if time.time() - started > deadline_seconds:
@@ -142,9 +158,17 @@ def run_check(device: torch.device, smoke: bool, out: Path, throughput_file: Pat
                 write_report(out, rows, device, started, smoke)
                 continue
             try:
-                result = bench.benchmark(depth=depth, batch=plan.micro_batch_size, device=str(device), dtype=dtype,
-                                         steps=steps, warmup=warmup, compile=compiled, attention=attention,
-                                         activation_checkpointing=checkpointing == "blocks")
+                result = bench.benchmark(
+                    depth=depth,
+                    batch=plan.micro_batch_size,
+                    device=str(device),
+                    dtype=dtype,
+                    steps=steps,
+                    warmup=warmup,
+                    compile=compiled,
+                    attention=attention,
+                    activation_checkpointing=checkpointing == "blocks",
+                )
             except (RuntimeError, ConfigError) as error:  # an OOM or a compile failure is a result here
                 row.note = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:120]}"
                 if device.type == "cuda":
@@ -165,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (the check) or cpu (with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny depths and steps: the same code path in seconds")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "GPU_RESULTS.md")
-    parser.add_argument("--throughput-file", type=Path, default=None,
-                        help="also save the measured FLOP/s here (default: benchmarks/throughput/<device>.json)")
+    parser.add_argument(
+        "--throughput-file",
+        type=Path,
+        default=None,
+        help="also save the measured FLOP/s here (default: benchmarks/throughput/<device>.json)",
+    )
     parser.add_argument("--deadline-seconds", type=float, default=450.0)
     parser.add_argument("--steps", type=int, default=None, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (compilation happens here)")
@@ -187,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     measured = sum(row.images_per_second is not None for row in rows)
     print(f"gpu_check: {measured} of {len(rows)} measurements; report at {args.out}")
     for row in rows:
-        print(f"  d{row.depth:<3} {row.variant:14s} micro-batch {row.micro_batch:<4} "
-              f"{_number(row.images_per_second, '.1f'):>8} images/s  {_number(row.achieved_tflops, '.2f'):>8} TFLOP/s"
-              f"  {row.note}")
+        print(
+            f"  d{row.depth:<3} {row.variant:14s} micro-batch {row.micro_batch:<4} "
+            f"{_number(row.images_per_second, '.1f'):>8} images/s  {_number(row.achieved_tflops, '.2f'):>8} TFLOP/s"
+            f"  {row.note}"
+        )
     failed = [row for row in rows if row.note.startswith("failed")]
     return 1 if failed else 0
 

@@ -37,8 +37,11 @@ def _synchronise(device: torch.device) -> None:
 
 
 def _train_step(parts, label_B: torch.Tensor, indices_BL: torch.Tensor, x_BLC: torch.Tensor) -> None:
-    autocast = (torch.autocast(device_type=indices_BL.device.type, dtype=parts.autocast_dtype)
-                if parts.autocast_dtype is not None else torch.autocast("cpu", enabled=False))
+    autocast = (
+        torch.autocast(device_type=indices_BL.device.type, dtype=parts.autocast_dtype)
+        if parts.autocast_dtype is not None
+        else torch.autocast("cpu", enabled=False)
+    )
     with autocast:
         logits_BLV = parts.model(label_B, x_BLC)
     loss = token_losses(logits_BLV, indices_BL)[0].mean()
@@ -51,9 +54,14 @@ def _train_step(parts, label_B: torch.Tensor, indices_BL: torch.Tensor, x_BLC: t
 def measure(config: TrialConfig, steps: int, warmup: int) -> dict[str, float]:
     device = resolve_device(config.device)
     parts = build_trial(config, DistributedContext.single(device), verify_cache=False)
-    data = DataConfig.from_dict(parts.cache.manifest["data"] | {
-        key: value for key, value in dataclasses.asdict(DataConfig()).items()
-        if key not in parts.cache.manifest["data"] and key != "kind"})
+    data = DataConfig.from_dict(
+        parts.cache.manifest["data"]
+        | {
+            key: value
+            for key, value in dataclasses.asdict(DataConfig()).items()
+            if key not in parts.cache.manifest["data"] and key != "kind"
+        }
+    )
     source = ImageSource(data)
     generator = np.random.default_rng(0)
     batch = config.batch_size
@@ -107,10 +115,14 @@ def main() -> None:
     if config.threads:
         torch.set_num_threads(config.threads)
     depths = args.depths or [config.model["depth"]]
-    print(f"batch {config.batch_size}, device {config.device}, threads {torch.get_num_threads()}, "
-          f"{args.steps} timed steps after {args.warmup} warm-up steps")
-    print(f"{'depth':>5} {'width':>6} {'cache img/s':>12} {'re-encode img/s':>16} {'ratio':>7} "
-          f"{'teacher-forcing img/s':>22}")
+    print(
+        f"batch {config.batch_size}, device {config.device}, threads {torch.get_num_threads()}, "
+        f"{args.steps} timed steps after {args.warmup} warm-up steps"
+    )
+    print(
+        f"{'depth':>5} {'width':>6} {'cache img/s':>12} {'re-encode img/s':>16} {'ratio':>7} "
+        f"{'teacher-forcing img/s':>22}"
+    )
     for depth in depths:
         model = dict(config.model, depth=depth)
         if "width" in config.model:
@@ -119,9 +131,12 @@ def main() -> None:
             model["num_heads"] = max(1, config.model["num_heads"] * depth // config.model["depth"])
         trial = config.replace(model=model, output_dir=config.output_dir + "-bench")
         result = measure(trial, args.steps, args.warmup)
-        print(f"{depth:>5} {model.get('width', 64 * depth):>6} {result['cache']:>12.1f} "
-              f"{result['reencode']:>16.1f} {result['cache'] / result['reencode']:>6.2f}x "
-              f"{result['teacher_forcing']:>22.1f}", flush=True)
+        print(
+            f"{depth:>5} {model.get('width', 64 * depth):>6} {result['cache']:>12.1f} "
+            f"{result['reencode']:>16.1f} {result['cache'] / result['reencode']:>6.2f}x "
+            f"{result['teacher_forcing']:>22.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

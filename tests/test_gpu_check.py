@@ -14,7 +14,10 @@ def test_gpu_check_smoke_mode_writes_a_report_with_every_variant(tmp_path):
     report = tmp_path / "GPU_RESULTS.md"
     completed = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--smoke", "--out", str(report)],
-        capture_output=True, text=True, timeout=540, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=540,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
     )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     text = report.read_text()
@@ -32,7 +35,10 @@ def test_gpu_check_smoke_mode_writes_a_report_with_every_variant(tmp_path):
 def test_gpu_check_refuses_the_full_check_without_a_gpu(tmp_path):
     completed = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--out", str(tmp_path / "x.md")],
-        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
     )
     assert completed.returncode == 2 and "--smoke" in completed.stderr
     assert not (tmp_path / "x.md").exists()

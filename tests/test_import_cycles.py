@@ -170,8 +170,11 @@ PENDING = {
 @pytest.mark.parametrize("package", ["var_model", "orchestration", "analysis"])
 def test_function_level_imports_of_project_modules_are_only_the_listed_lazy_ones(package):
     found = {place: targets for place, targets in _function_level_imports().items() if place[0].startswith(package)}
-    unlisted = {place: targets for place, targets in found.items()
-                if place not in LAZY_IMPORTS and PENDING.get(place) != targets}
+    unlisted = {
+        place: targets
+        for place, targets in found.items()
+        if place not in LAZY_IMPORTS and PENDING.get(place) != targets
+    }
     assert not unlisted, (
         f"imports inside functions {unlisted}: move them to the top of the file (break a "
         "cycle by moving the shared code down a layer), or list a real reason in LAZY_IMPORTS"

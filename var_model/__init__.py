@@ -11,13 +11,23 @@ Tiny CPU example:
 """
 
 from var_model.config import VARConfig, VQVAEConfig
-from var_model.errors import (CheckpointError, ConfigError, DataError, DivergenceError, TrialError,
-                              VarScaleError)
+from var_model.errors import CheckpointError, ConfigError, DataError, DivergenceError, TrialError, VarScaleError
+from var_model.official import load_official, save_official
 from var_model.var import VAR, build_var
 from var_model.vqvae import VQVAE
-from var_model.official import load_official, save_official
 
 __all__ = [
-    "VAR", "VARConfig", "VQVAE", "VQVAEConfig", "build_var", "load_official", "save_official",
-    "VarScaleError", "ConfigError", "CheckpointError", "DataError", "TrialError", "DivergenceError",
+    "VAR",
+    "VARConfig",
+    "VQVAE",
+    "VQVAEConfig",
+    "build_var",
+    "load_official",
+    "save_official",
+    "VarScaleError",
+    "ConfigError",
+    "CheckpointError",
+    "DataError",
+    "TrialError",
+    "DivergenceError",
 ]

@@ -142,8 +142,9 @@ class ScalePrefixes:
             begin = scale_end
 
 
-def attend_scalewise(q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.Tensor,
-                     prefixes: ScalePrefixes, scale: float) -> torch.Tensor:
+def attend_scalewise(
+    q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.Tensor, prefixes: ScalePrefixes, scale: float
+) -> torch.Tensor:
     """Block-causal attention as one unmasked SDPA per scale over its key prefix; (B, H, L, c).
 
     Each scale's output (B, H, l, c) is transposed to (B, l, H, c) before the concatenation:
@@ -151,15 +152,21 @@ def attend_scalewise(q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.T
     of a contiguous (B, L, H, c) tensor, so the caller's transpose-reshape to (B, L, C) is free.
     """
     outputs_BlHc = [
-        F.scaled_dot_product_attention(q_BHLc[:, :, begin:end], k_BHLc[:, :, :end], v_BHLc[:, :, :end],
-                                       scale=scale).transpose(1, 2)
+        F.scaled_dot_product_attention(
+            q_BHLc[:, :, begin:end], k_BHLc[:, :, :end], v_BHLc[:, :, :end], scale=scale
+        ).transpose(1, 2)
         for begin, end in prefixes.bounds
     ]
     return torch.cat(outputs_BlHc, dim=1).transpose(1, 2)
 
 
-def attend(q_BHLc: torch.Tensor, k_BHLc: torch.Tensor, v_BHLc: torch.Tensor,
-           mask: torch.Tensor | BlockMask | ScalePrefixes | None, scale: float) -> torch.Tensor:
+def attend(
+    q_BHLc: torch.Tensor,
+    k_BHLc: torch.Tensor,
+    v_BHLc: torch.Tensor,
+    mask: torch.Tensor | BlockMask | ScalePrefixes | None,
+    scale: float,
+) -> torch.Tensor:
     """softmax(scale q k^T + mask) v with SDPA (an additive mask tensor, or None: no mask),
     scale-wise SDPA (ScalePrefixes) or compiled FlexAttention (a BlockMask). q, k, v share one
     dtype."""

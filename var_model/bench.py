@@ -75,10 +75,20 @@ def device_name(device: torch.device) -> str:
     return device.type
 
 
-def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "float32", steps: int = 5,
-              warmup: int = 2, image_size: int = 256, seed: int = 0, compile: bool = False,
-              attention: str = "sdpa", activation_checkpointing: bool = False,
-              fused_adamw: bool | None = None) -> dict:
+def benchmark(
+    depth: int,
+    batch: int = 4,
+    device: str = "cpu",
+    dtype: str = "float32",
+    steps: int = 5,
+    warmup: int = 2,
+    image_size: int = 256,
+    seed: int = 0,
+    compile: bool = False,
+    attention: str = "sdpa",
+    activation_checkpointing: bool = False,
+    fused_adamw: bool | None = None,
+) -> dict:
     """Time `steps` training steps (see the module docstring) of a VAR of this depth on random tokens.
 
     `fused_adamw`: torch's fused AdamW kernel (None: on CUDA only, torch's own default
@@ -90,16 +100,20 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     if steps < 1 or batch < 1:
         raise ConfigError(f"steps={steps}, batch={batch}: both must be >= 1")
     if compile and warmup < 1:
-        raise ConfigError(f"warmup={warmup} with compile: compilation happens in the first step, "
-                          "so give --warmup 1 or more to time the steady state")
+        raise ConfigError(
+            f"warmup={warmup} with compile: compilation happens in the first step, "
+            "so give --warmup 1 or more to time the steady state"
+        )
     check_attention_kernel(attention)
     torch_device = torch.device(device)
     if torch_device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device='cuda' but CUDA is not available here")
     if attention == "flex" and not flex_trains_on(torch_device.type):
-        raise ConfigError(f"attention='flex' cannot train on {torch_device.type} with torch {torch.__version__} "
-                          f"(no FlexAttention backward there); use "
-                          f"--attention {default_attention_kernel(torch_device.type)}")
+        raise ConfigError(
+            f"attention='flex' cannot train on {torch_device.type} with torch {torch.__version__} "
+            f"(no FlexAttention backward there); use "
+            f"--attention {default_attention_kernel(torch_device.type)}"
+        )
     set_up_start = time.perf_counter()
     torch.manual_seed(seed)
     config = VARConfig(depth=depth, patch_nums=PATCH_NUMS_256 if image_size == 256 else PATCH_NUMS_512)
@@ -114,8 +128,11 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     x_BLC = torch.randn(batch, L - config.first_length, config.latent_channels, device=torch_device)
     target_BL = torch.randint(0, V, (batch, L), device=torch_device)
     label_B = torch.randint(0, config.num_classes, (batch,), device=torch_device)
-    autocast = (torch.autocast(device_type=torch_device.type, dtype=torch.bfloat16)
-                if dtype == "bfloat16" else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type=torch_device.type, dtype=torch.bfloat16)
+        if dtype == "bfloat16"
+        else contextlib.nullcontext()
+    )
 
     def step() -> None:
         with autocast:
@@ -147,15 +164,27 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
     exact = counting.flops_per_image(config, training=True)
     six_nl = counting.six_n_l(config)
     images_per_second = batch / seconds
-    result = {"depth": depth, "batch": batch, "params": counting.param_counts(config)["total"],
-              "device_name": device_name(torch_device), "precision": dtype, "compile": compile,
-              "attention": attention, "activation_checkpointing": activation_checkpointing,
-              "fused_adamw": fused_adamw,
-              "image_size": image_size, "seconds_per_step": seconds, "cpu_seconds_per_step": cpu_seconds,
-              "set_up_seconds": start - set_up_start,
-              "ms_per_image": 1000 * seconds / batch, "images_per_second": images_per_second,
-              "flops_per_image": exact, "flops_per_image_6nl": six_nl,
-              "achieved_flops": exact * images_per_second, "achieved_flops_6nl": six_nl * images_per_second}
+    result = {
+        "depth": depth,
+        "batch": batch,
+        "params": counting.param_counts(config)["total"],
+        "device_name": device_name(torch_device),
+        "precision": dtype,
+        "compile": compile,
+        "attention": attention,
+        "activation_checkpointing": activation_checkpointing,
+        "fused_adamw": fused_adamw,
+        "image_size": image_size,
+        "seconds_per_step": seconds,
+        "cpu_seconds_per_step": cpu_seconds,
+        "set_up_seconds": start - set_up_start,
+        "ms_per_image": 1000 * seconds / batch,
+        "images_per_second": images_per_second,
+        "flops_per_image": exact,
+        "flops_per_image_6nl": six_nl,
+        "achieved_flops": exact * images_per_second,
+        "achieved_flops_6nl": six_nl * images_per_second,
+    }
     if torch_device.type == "cuda":
         result["peak_memory_bytes"] = torch.cuda.max_memory_allocated(torch_device)
     peak = known_peak_tflops(torch_device)
@@ -168,35 +197,54 @@ def benchmark(depth: int, batch: int = 4, device: str = "cpu", dtype: str = "flo
 def throughput_record(result: dict) -> throughput.ThroughputRecord:
     """The throughput-file record of one `benchmark` result (its batch is the micro-batch)."""
     return throughput.ThroughputRecord(
-        device_name=result["device_name"], depth=result["depth"], image_size=result["image_size"],
-        precision=result["precision"], compile=result["compile"], attention=result["attention"],
-        micro_batch=result["batch"], activation_checkpointing=result["activation_checkpointing"],
-        flops_per_second=result["achieved_flops"], images_per_second=result["images_per_second"])
+        device_name=result["device_name"],
+        depth=result["depth"],
+        image_size=result["image_size"],
+        precision=result["precision"],
+        compile=result["compile"],
+        attention=result["attention"],
+        micro_batch=result["batch"],
+        activation_checkpointing=result["activation_checkpointing"],
+        flops_per_second=result["achieved_flops"],
+        images_per_second=result["images_per_second"],
+    )
 
 
 def format_result(result: dict, device: str, dtype: str) -> str:
-    choices = (f"attention {result.get('attention', 'sdpa')}"
-               f"{', compiled' if result.get('compile') else ''}"
-               f"{', activation checkpointing' if result.get('activation_checkpointing') else ''}"
-               f"{', fused AdamW' if result.get('fused_adamw') else ''}")
+    choices = (
+        f"attention {result.get('attention', 'sdpa')}"
+        f"{', compiled' if result.get('compile') else ''}"
+        f"{', activation checkpointing' if result.get('activation_checkpointing') else ''}"
+        f"{', fused AdamW' if result.get('fused_adamw') else ''}"
+    )
     lines = [
-        (f"VAR d{result['depth']} ({result['params'] / 1e6:.1f}M params), batch {result['batch']}, {device}, "
-         f"{dtype}, {choices}"),
+        (
+            f"VAR d{result['depth']} ({result['params'] / 1e6:.1f}M params), batch {result['batch']}, {device}, "
+            f"{dtype}, {choices}"
+        ),
         f"  device: {result.get('device_name', device)}",
-        (f"  train step (forward, backward, clip, AdamW): {result['ms_per_image']:.2f} ms/image, "
-         f"{result['images_per_second']:.2f} images/s"),
-        (f"  steady-state step: {1000 * result['seconds_per_step']:.1f} ms wall, "
-         f"{1000 * result['cpu_seconds_per_step']:.1f} ms CPU "
-         f"(set-up and warm-up before it: {result['set_up_seconds']:.1f} s)"),
+        (
+            f"  train step (forward, backward, clip, AdamW): {result['ms_per_image']:.2f} ms/image, "
+            f"{result['images_per_second']:.2f} images/s"
+        ),
+        (
+            f"  steady-state step: {1000 * result['seconds_per_step']:.1f} ms wall, "
+            f"{1000 * result['cpu_seconds_per_step']:.1f} ms CPU "
+            f"(set-up and warm-up before it: {result['set_up_seconds']:.1f} s)"
+        ),
         f"  exact FLOPs/image (training): {result['flops_per_image']:.4e}; 6NL: {result['flops_per_image_6nl']:.4e}",
-        (f"  achieved: {result['achieved_flops'] / 1e12:.3f} TFLOP/s exact "
-         f"({result['achieved_flops_6nl'] / 1e12:.3f} TFLOP/s by 6NL)"),
+        (
+            f"  achieved: {result['achieved_flops'] / 1e12:.3f} TFLOP/s exact "
+            f"({result['achieved_flops_6nl'] / 1e12:.3f} TFLOP/s by 6NL)"
+        ),
     ]
     if "peak_memory_bytes" in result:
         lines.append(f"  peak memory allocated: {result['peak_memory_bytes'] / 1e9:.2f} GB")
     if "fraction_of_peak" in result:
-        lines.append(f"  fraction of bf16 peak ({result['peak_flops'] / 1e12:.0f} TFLOP/s): "
-                     f"{100 * result['fraction_of_peak']:.1f}%")
+        lines.append(
+            f"  fraction of bf16 peak ({result['peak_flops'] / 1e12:.0f} TFLOP/s): "
+            f"{100 * result['fraction_of_peak']:.1f}%"
+        )
     return "\n".join(lines)
 
 
@@ -210,23 +258,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256, choices=(256, 512))
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
-    parser.add_argument("--attention", default="sdpa", choices=ATTENTION_KERNELS,
-                        help="attention kernel of the training forward")
-    parser.add_argument("--activation-checkpointing", action="store_true",
-                        help="recompute each transformer block in the backward")
-    parser.add_argument("--fused-adamw", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch's fused AdamW kernel (default: on CUDA only)")
-    parser.add_argument("--save", type=Path, default=None, metavar="FILE",
-                        help="add (or update) this measurement in a throughput file (JSON)")
+    parser.add_argument(
+        "--attention", default="sdpa", choices=ATTENTION_KERNELS, help="attention kernel of the training forward"
+    )
+    parser.add_argument(
+        "--activation-checkpointing", action="store_true", help="recompute each transformer block in the backward"
+    )
+    parser.add_argument(
+        "--fused-adamw",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch's fused AdamW kernel (default: on CUDA only)",
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="add (or update) this measurement in a throughput file (JSON)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    result = benchmark(depth=args.depth, batch=args.batch, device=args.device, dtype=args.dtype,
-                       steps=args.steps, warmup=args.warmup, image_size=args.image_size,
-                       compile=args.compile, attention=args.attention,
-                       activation_checkpointing=args.activation_checkpointing, fused_adamw=args.fused_adamw)
+    result = benchmark(
+        depth=args.depth,
+        batch=args.batch,
+        device=args.device,
+        dtype=args.dtype,
+        steps=args.steps,
+        warmup=args.warmup,
+        image_size=args.image_size,
+        compile=args.compile,
+        attention=args.attention,
+        activation_checkpointing=args.activation_checkpointing,
+        fused_adamw=args.fused_adamw,
+    )
     print(format_result(result, args.device, args.dtype))
     if args.save is not None:
         throughput.save_record(args.save, throughput_record(result))
@@ -236,16 +304,21 @@ def run(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the `bench` subcommand to a CLI's subparsers (handler: `run`)."""
-    parser = subparsers.add_parser("bench", help="time a VAR training step and report FLOP/s",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "bench",
+        help="time a VAR training step and report FLOP/s",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(handler=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m var_model.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m var_model.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -109,8 +109,16 @@ class AdaLNSelfAttn(nn.Module):
     Their order is gamma1, gamma2, scale1, scale2, shift1, shift2.
     """
 
-    def __init__(self, width: int, num_heads: int, mlp_hidden: int, drop_path: float,
-                 attn_l2_norm: bool, shared_adaln: bool, norm_eps: float):
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        mlp_hidden: int,
+        drop_path: float,
+        attn_l2_norm: bool,
+        shared_adaln: bool,
+        norm_eps: float,
+    ):
         super().__init__()
         self.width = width
         self.attn = SelfAttention(width, num_heads, attn_l2_norm)
@@ -123,8 +131,9 @@ class AdaLNSelfAttn(nn.Module):
         else:
             self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x_BLC: torch.Tensor, cond: torch.Tensor,
-                attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None) -> torch.Tensor:
+    def forward(
+        self, x_BLC: torch.Tensor, cond: torch.Tensor, attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None
+    ) -> torch.Tensor:
         """`cond` is the class embedding (B, D), or with shared AdaLN the shared projection (B, 1, 6, C)."""
         if self.shared_adaln:
             modulation_B16C = self.ada_gss + cond

@@ -32,12 +32,19 @@ def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None
 
 def _validate_patch_nums(patch_nums: Any) -> tuple[int, ...]:
     _require(
-        isinstance(patch_nums, (tuple, list)) and len(patch_nums) >= 1
+        isinstance(patch_nums, (tuple, list))
+        and len(patch_nums) >= 1
         and all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in patch_nums),
-        "patch_nums", patch_nums, "a non-empty sequence of positive integers",
+        "patch_nums",
+        patch_nums,
+        "a non-empty sequence of positive integers",
     )
-    _require(all(a < b for a, b in zip(patch_nums, patch_nums[1:])), "patch_nums", patch_nums,
-             "scales must be strictly increasing, e.g. (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)")
+    _require(
+        all(a < b for a, b in zip(patch_nums, patch_nums[1:], strict=False)),
+        "patch_nums",
+        patch_nums,
+        "scales must be strictly increasing, e.g. (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)",
+    )
     return tuple(patch_nums)
 
 
@@ -74,32 +81,64 @@ class VQVAEConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "patch_nums", _validate_patch_nums(self.patch_nums))
-        _require(isinstance(self.channel_multipliers, (tuple, list)) and len(self.channel_multipliers) >= 1
-                 and all(isinstance(m, int) and m >= 1 for m in self.channel_multipliers),
-                 "channel_multipliers", self.channel_multipliers, "a non-empty sequence of positive integers")
+        _require(
+            isinstance(self.channel_multipliers, (tuple, list))
+            and len(self.channel_multipliers) >= 1
+            and all(isinstance(m, int) and m >= 1 for m in self.channel_multipliers),
+            "channel_multipliers",
+            self.channel_multipliers,
+            "a non-empty sequence of positive integers",
+        )
         object.__setattr__(self, "channel_multipliers", tuple(self.channel_multipliers))
-        _require(isinstance(self.channels, int) and self.channels >= GROUP_NORM_GROUPS
-                 and self.channels % GROUP_NORM_GROUPS == 0, "channels", self.channels,
-                 f"a positive multiple of {GROUP_NORM_GROUPS} (GroupNorm uses {GROUP_NORM_GROUPS} groups)")
-        _require(isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
-                 "num_res_blocks", self.num_res_blocks, "an integer >= 1")
-        _require(isinstance(self.codebook_size, int) and self.codebook_size >= 2,
-                 "codebook_size", self.codebook_size, "an integer >= 2")
-        _require(isinstance(self.latent_channels, int) and self.latent_channels >= 1,
-                 "latent_channels", self.latent_channels, "a positive integer")
-        _require(isinstance(self.share_quant_resi, int) and self.share_quant_resi >= 0,
-                 "share_quant_resi", self.share_quant_resi,
-                 "0 (one phi per scale), 1 (one shared phi) or k >= 2 (k partially shared phis)")
+        _require(
+            isinstance(self.channels, int)
+            and self.channels >= GROUP_NORM_GROUPS
+            and self.channels % GROUP_NORM_GROUPS == 0,
+            "channels",
+            self.channels,
+            f"a positive multiple of {GROUP_NORM_GROUPS} (GroupNorm uses {GROUP_NORM_GROUPS} groups)",
+        )
+        _require(
+            isinstance(self.num_res_blocks, int) and self.num_res_blocks >= 1,
+            "num_res_blocks",
+            self.num_res_blocks,
+            "an integer >= 1",
+        )
+        _require(
+            isinstance(self.codebook_size, int) and self.codebook_size >= 2,
+            "codebook_size",
+            self.codebook_size,
+            "an integer >= 2",
+        )
+        _require(
+            isinstance(self.latent_channels, int) and self.latent_channels >= 1,
+            "latent_channels",
+            self.latent_channels,
+            "a positive integer",
+        )
+        _require(
+            isinstance(self.share_quant_resi, int) and self.share_quant_resi >= 0,
+            "share_quant_resi",
+            self.share_quant_resi,
+            "0 (one phi per scale), 1 (one shared phi) or k >= 2 (k partially shared phis)",
+        )
         _require(0.0 <= self.quant_resi <= 1.0, "quant_resi", self.quant_resi, "a number in [0, 1]")
         _require(self.beta >= 0.0, "beta", self.beta, "a non-negative number")
         _require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a number in [0, 1)")
         downsample = 2 ** (len(self.channel_multipliers) - 1)
-        _require(isinstance(self.image_size, int) and self.image_size >= 1 and self.image_size % downsample == 0,
-                 "image_size", self.image_size,
-                 f"a positive multiple of {downsample} (2 ** (len(channel_multipliers) - 1))")
-        _require(self.patch_nums[-1] == self.latent_size, "patch_nums", self.patch_nums,
-                 f"the last scale must equal the latent side {self.latent_size} "
-                 f"(image_size {self.image_size} / downsampling {downsample})")
+        _require(
+            isinstance(self.image_size, int) and self.image_size >= 1 and self.image_size % downsample == 0,
+            "image_size",
+            self.image_size,
+            f"a positive multiple of {downsample} (2 ** (len(channel_multipliers) - 1))",
+        )
+        _require(
+            self.patch_nums[-1] == self.latent_size,
+            "patch_nums",
+            self.patch_nums,
+            f"the last scale must equal the latent side {self.latent_size} "
+            f"(image_size {self.image_size} / downsampling {downsample})",
+        )
 
     @property
     def latent_size(self) -> int:
@@ -116,8 +155,15 @@ class VQVAEConfig:
     @classmethod
     def debug(cls) -> "VQVAEConfig":
         """A tiny tokenizer for CPU tests: 32x32 images, 4x4 latent, 64 codes of dim 8."""
-        return cls(image_size=32, channels=32, channel_multipliers=(1, 1, 2, 2), num_res_blocks=1,
-                   codebook_size=64, latent_channels=8, patch_nums=(1, 2, 4))
+        return cls(
+            image_size=32,
+            channels=32,
+            channel_multipliers=(1, 1, 2, 2),
+            num_res_blocks=1,
+            codebook_size=64,
+            latent_channels=8,
+            patch_nums=(1, 2, 4),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -166,8 +212,12 @@ class VARConfig:
     norm_eps: float = 1e-6
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.depth, int) and not isinstance(self.depth, bool) and self.depth >= 1,
-                 "depth", self.depth, "an integer >= 1")
+        _require(
+            isinstance(self.depth, int) and not isinstance(self.depth, bool) and self.depth >= 1,
+            "depth",
+            self.depth,
+            "an integer >= 1",
+        )
         if self.width is None:
             object.__setattr__(self, "width", 64 * self.depth)
         if self.num_heads is None:
@@ -180,14 +230,30 @@ class VARConfig:
             object.__setattr__(self, "init_std", math.sqrt(1.0 / (3.0 * self.width)))
         object.__setattr__(self, "patch_nums", _validate_patch_nums(self.patch_nums))
         _require(isinstance(self.width, int) and self.width >= 1, "width", self.width, "a positive integer")
-        _require(isinstance(self.num_heads, int) and self.num_heads >= 1 and self.width % self.num_heads == 0,
-                 "num_heads", self.num_heads, f"a positive divisor of width {self.width}")
-        _require(isinstance(self.num_classes, int) and self.num_classes >= 1,
-                 "num_classes", self.num_classes, "a positive integer")
-        _require(isinstance(self.codebook_size, int) and self.codebook_size >= 2,
-                 "codebook_size", self.codebook_size, "an integer >= 2")
-        _require(isinstance(self.latent_channels, int) and self.latent_channels >= 1,
-                 "latent_channels", self.latent_channels, "a positive integer")
+        _require(
+            isinstance(self.num_heads, int) and self.num_heads >= 1 and self.width % self.num_heads == 0,
+            "num_heads",
+            self.num_heads,
+            f"a positive divisor of width {self.width}",
+        )
+        _require(
+            isinstance(self.num_classes, int) and self.num_classes >= 1,
+            "num_classes",
+            self.num_classes,
+            "a positive integer",
+        )
+        _require(
+            isinstance(self.codebook_size, int) and self.codebook_size >= 2,
+            "codebook_size",
+            self.codebook_size,
+            "an integer >= 2",
+        )
+        _require(
+            isinstance(self.latent_channels, int) and self.latent_channels >= 1,
+            "latent_channels",
+            self.latent_channels,
+            "a positive integer",
+        )
         _require(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "a positive number")
         _require(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate", self.drop_path_rate, "a number in [0, 1)")
         _require(0.0 <= self.class_dropout < 1.0, "class_dropout", self.class_dropout, "a number in [0, 1)")
@@ -221,16 +287,21 @@ class VARConfig:
     @classmethod
     def debug(cls, **overrides: Any) -> "VARConfig":
         """A tiny VAR for CPU tests, matching `VQVAEConfig.debug()` (64 codes of dim 8, (1, 2, 4))."""
-        base = dict(depth=2, width=64, num_heads=2, num_classes=10, codebook_size=64,
-                    latent_channels=8, patch_nums=(1, 2, 4))
+        base = dict(
+            depth=2, width=64, num_heads=2, num_classes=10, codebook_size=64, latent_channels=8, patch_nums=(1, 2, 4)
+        )
         base.update(overrides)
         return cls(**base)
 
     @classmethod
     def for_vqvae(cls, vqvae_config: VQVAEConfig, **fields: Any) -> "VARConfig":
         """A VAR config whose codebook, latent channels and scales match the given tokenizer."""
-        return cls(codebook_size=vqvae_config.codebook_size, latent_channels=vqvae_config.latent_channels,
-                   patch_nums=vqvae_config.patch_nums, **fields)
+        return cls(
+            codebook_size=vqvae_config.codebook_size,
+            latent_channels=vqvae_config.latent_channels,
+            patch_nums=vqvae_config.patch_nums,
+            **fields,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -250,5 +321,7 @@ def check_compatible(vqvae_config: VQVAEConfig, var_config: VARConfig) -> None:
     for name in ("codebook_size", "latent_channels", "patch_nums"):
         ours, theirs = getattr(var_config, name), getattr(vqvae_config, name)
         if ours != theirs:
-            raise ConfigError(f"VARConfig.{name}={ours!r} does not match VQVAEConfig.{name}={theirs!r}; "
-                              f"build the VAR config with VARConfig.for_vqvae(vqvae_config, depth=...)")
+            raise ConfigError(
+                f"VARConfig.{name}={ours!r} does not match VQVAEConfig.{name}={theirs!r}; "
+                f"build the VAR config with VARConfig.for_vqvae(vqvae_config, depth=...)"
+            )

@@ -37,11 +37,17 @@ def param_counts(config: VARConfig) -> dict[str, int]:
         block_adaln = d * (6 * C * C + 6 * C)
     head_adaln = 2 * C * C + 2 * C
     word_embed = config.latent_channels * C + C
-    embeddings = (word_embed + (config.num_classes + 1) * C + config.num_scales * C
-                  + config.first_length * C + config.sequence_length * C)
+    embeddings = (
+        word_embed
+        + (config.num_classes + 1) * C
+        + config.num_scales * C
+        + config.first_length * C
+        + config.sequence_length * C
+    )
     head = C * config.codebook_size + config.codebook_size
-    counts = dict(attention=attention, ffn=ffn, block_adaln=block_adaln, head_adaln=head_adaln,
-                  embeddings=embeddings, head=head)
+    counts = dict(
+        attention=attention, ffn=ffn, block_adaln=block_adaln, head_adaln=head_adaln, embeddings=embeddings, head=head
+    )
     counts["total"] = sum(counts[g] for g in PARAM_GROUPS)
     counts["per_token"] = attention + ffn + word_embed + head
     counts["non_embedding"] = counts["total"] - embeddings

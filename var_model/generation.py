@@ -35,16 +35,18 @@ def filter_top_k_top_p(logits_BlV: torch.Tensor, top_k: int = 0, top_p: float = 
     return logits_BlV
 
 
-def sample_tokens(logits_BlV: torch.Tensor, top_k: int, top_p: float,
-                  generator: torch.Generator | None) -> torch.Tensor:
+def sample_tokens(
+    logits_BlV: torch.Tensor, top_k: int, top_p: float, generator: torch.Generator | None
+) -> torch.Tensor:
     """One multinomial sample per position after filtering: (B, l) LongTensor."""
-    B, l, V = logits_BlV.shape
+    B, l, V = logits_BlV.shape  # noqa: E741  (l: tokens of one scale, the shape legend's name)
     probs = filter_top_k_top_p(logits_BlV.float(), top_k, top_p).softmax(dim=-1)
     return torch.multinomial(probs.view(-1, V), num_samples=1, generator=generator).view(B, l)
 
 
-def _labels_tensor(var, labels, batch_size: int | None, device: torch.device,
-                   generator: torch.Generator | None) -> torch.Tensor:
+def _labels_tensor(
+    var, labels, batch_size: int | None, device: torch.device, generator: torch.Generator | None
+) -> torch.Tensor:
     if labels is None:
         if batch_size is None:
             raise DataError("give labels, or labels=None with batch_size to draw random classes")
@@ -56,8 +58,10 @@ def _labels_tensor(var, labels, batch_size: int | None, device: torch.device,
         label_B = label_B.view(1)
     var.check_labels(label_B, allow_null=True)
     if batch_size is not None and label_B.shape[0] != batch_size:
-        raise DataError(f"got {label_B.shape[0]} labels but batch_size={batch_size}; give one label per "
-                        f"image, a single int with batch_size, or labels=None for random classes")
+        raise DataError(
+            f"got {label_B.shape[0]} labels but batch_size={batch_size}; give one label per "
+            f"image, a single int with batch_size, or labels=None for random classes"
+        )
     return label_B.long()
 
 
@@ -68,18 +72,29 @@ def _keep_masks(keep_mask: torch.Tensor, patch_nums: tuple[int, ...], batch_size
     elif keep_mask.ndim == 3:
         keep_mask = keep_mask[:, None]
     if keep_mask.ndim != 4 or keep_mask.shape[1] != 1 or keep_mask.shape[0] not in (1, batch_size):
-        raise DataError(f"keep_mask must be (H, W), (B, H, W) or (B, 1, H, W) with B in (1, {batch_size}); "
-                        f"got {tuple(keep_mask.shape)}")
+        raise DataError(
+            f"keep_mask must be (H, W), (B, H, W) or (B, 1, H, W) with B in (1, {batch_size}); "
+            f"got {tuple(keep_mask.shape)}"
+        )
     keep_mask = keep_mask.float().expand(batch_size, -1, -1, -1)
-    return [(F.interpolate(keep_mask, size=(pn, pn), mode="area") >= 0.5).view(batch_size, pn * pn)
-            for pn in patch_nums]
+    return [
+        (F.interpolate(keep_mask, size=(pn, pn), mode="area") >= 0.5).view(batch_size, pn * pn) for pn in patch_nums
+    ]
 
 
 @torch.no_grad()
-def generate(var, labels=None, cfg: float = 1.5, top_k: int = 900, top_p: float = 0.96,
-             seed: int | None = 0, batch_size: int | None = None,
-             reference_indices: list[torch.Tensor] | None = None,
-             keep_mask: torch.Tensor | None = None, return_indices: bool = False):
+def generate(
+    var,
+    labels=None,
+    cfg: float = 1.5,
+    top_k: int = 900,
+    top_p: float = 0.96,
+    seed: int | None = 0,
+    batch_size: int | None = None,
+    reference_indices: list[torch.Tensor] | None = None,
+    keep_mask: torch.Tensor | None = None,
+    return_indices: bool = False,
+):
     """Sample images in [0, 1], (B, 3, H, W).
 
     labels: class ids (B,), one int (with batch_size), or None for random classes; the
@@ -95,8 +110,9 @@ def generate(var, labels=None, cfg: float = 1.5, top_k: int = 900, top_p: float 
     """
     vqvae = var.vqvae
     if vqvae is None:
-        raise ConfigError("this VAR has no VQVAE to decode with; build it as VAR(config, vqvae=...) "
-                          "or call var.set_vqvae(vqvae)")
+        raise ConfigError(
+            "this VAR has no VQVAE to decode with; build it as VAR(config, vqvae=...) or call var.set_vqvae(vqvae)"
+        )
     if (reference_indices is None) != (keep_mask is None):
         raise DataError("masked generation needs both reference_indices and keep_mask")
     device = var.pos_1LC.device
@@ -110,8 +126,10 @@ def generate(var, labels=None, cfg: float = 1.5, top_k: int = 900, top_p: float 
         vqvae.check_indices(reference_indices, need=K)
         sizes = sorted({idx.shape[0] for idx in reference_indices})
         if any(size not in (1, B) for size in sizes):
-            raise DataError(f"reference_indices have batch sizes {sizes}; each must be 1 (one reference "
-                            f"image for all) or {B} (one per label)")
+            raise DataError(
+                f"reference_indices have batch sizes {sizes}; each must be 1 (one reference "
+                f"image for all) or {B} (one per label)"
+            )
         keep_masks = _keep_masks(keep_mask.to(device), patch_nums, B)
         reference_indices = [idx.to(device).expand(B, -1) for idx in reference_indices]
 
@@ -145,8 +163,9 @@ def run_scales(var, label_N: torch.Tensor, pick, copies: int = 1, keep_logits: b
     cond_ND, block_cond = var.condition(label_N)
     level_pos_1LC = var.lvl_embed(var.lvl_1L) + var.pos_1LC
     first = var.first_l
-    token_map_NlC = (cond_ND.unsqueeze(1).expand(N, first, -1) + var.pos_start.expand(N, -1, -1)
-                     + level_pos_1LC[:, :first])
+    token_map_NlC = (
+        cond_ND.unsqueeze(1).expand(N, first, -1) + var.pos_start.expand(N, -1, -1) + level_pos_1LC[:, :first]
+    )
     side = patch_nums[-1]
     f_hat = torch.zeros(B, var.config.latent_channels, side, side, device=label_N.device)
     chosen, all_logits, start = [], [], 0
@@ -165,8 +184,9 @@ def run_scales(var, label_N: torch.Tensor, pick, copies: int = 1, keep_logits: b
             f_hat, next_map = quantizer.next_autoregressive_input(k, f_hat, h_BCpp)
             if k < K - 1:
                 next_len = patch_nums[k + 1] ** 2
-                token_map_NlC = (var.word_embed(next_map.flatten(2).transpose(1, 2))
-                                 + level_pos_1LC[:, start:start + next_len]).repeat(copies, 1, 1)
+                token_map_NlC = (
+                    var.word_embed(next_map.flatten(2).transpose(1, 2)) + level_pos_1LC[:, start : start + next_len]
+                ).repeat(copies, 1, 1)
     finally:
         for block in var.blocks:
             block.attn.kv_caching(False)
@@ -181,6 +201,5 @@ def cached_teacher_forcing_logits(var, label_B: torch.Tensor, indices: list[torc
     by scale (in eval mode), which shows that the cache is exact."""
     var.check_labels(label_B)
     var.vqvae.check_indices(indices, need=len(var.patch_nums))
-    _, _, logits = run_scales(var, label_B, lambda k, logits_BlV: indices[k], copies=1,
-                               keep_logits=True)
+    _, _, logits = run_scales(var, label_B, lambda k, logits_BlV: indices[k], copies=1, keep_logits=True)
     return logits

@@ -87,27 +87,31 @@ class CpuMemoryRecording:
         return live if peak is None else peak
 
     def _cpu_memory_events(self) -> list:
-        events = [event for event in self._events if event.name() == MEMORY_EVENT_NAME
-                  and event.device_type() == torch.autograd.DeviceType.CPU]
+        events = [
+            event
+            for event in self._events
+            if event.name() == MEMORY_EVENT_NAME and event.device_type() == torch.autograd.DeviceType.CPU
+        ]
         # sorted() is stable: events with one timestamp keep the order they were reported in
         return sorted(events, key=lambda event: event.start_ns())
 
 
-def build_var_for_step(var_config: VARConfig, activation_checkpointing: str, device: torch.device,
-                       attention: str = "sdpa") -> VAR:
+def build_var_for_step(
+    var_config: VARConfig, activation_checkpointing: str, device: torch.device, attention: str = "sdpa"
+) -> VAR:
     """The VAR a training step runs: per-block activation checkpointing ("none" or "blocks")
     and the training forward's attention kernel as the trainer sets them."""
     if activation_checkpointing not in ("none", "blocks"):
-        raise ConfigError(f"activation_checkpointing={activation_checkpointing!r} is not allowed: "
-                          "'none' or 'blocks'")
+        raise ConfigError(f"activation_checkpointing={activation_checkpointing!r} is not allowed: 'none' or 'blocks'")
     var = VAR(var_config).to(device)
     var.use_activation_checkpointing(activation_checkpointing == "blocks")
     var.use_attention_kernel(attention)
     return var
 
 
-def synthetic_batch(var_config: VARConfig, micro_batch_size: int, device: torch.device,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def synthetic_batch(
+    var_config: VARConfig, micro_batch_size: int, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(labels (B,), teacher-forcing input (B, L - pn0^2, Cvae) float32, targets (B, L)):
     the shapes and dtypes of a real batch, without a tokenizer."""
     generator = torch.Generator().manual_seed(seed)
@@ -118,9 +122,14 @@ def synthetic_batch(var_config: VARConfig, micro_batch_size: int, device: torch.
     return label_B.to(device), x_BLC.to(device), indices_BL.to(device)
 
 
-def training_step(var: VAR, optimizer: torch.optim.Optimizer,
-                  micro_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], grad_clip: float = 2.0,
-                  autocast_dtype: torch.dtype | None = None, model: torch.nn.Module | None = None) -> None:
+def training_step(
+    var: VAR,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    grad_clip: float = 2.0,
+    autocast_dtype: torch.dtype | None = None,
+    model: torch.nn.Module | None = None,
+) -> None:
     """One update in the trainer's order (var_model.training.step): zero_grad, then per
     micro-batch (labels, teacher input, targets) a forward, its share of the mean token loss
     and a backward (gradients accumulate from the second on; a DDP `model` syncs on the last
@@ -138,25 +147,41 @@ def training_step(var: VAR, optimizer: torch.optim.Optimizer,
     optimizer.step()
 
 
-def _forward_backward(var: torch.nn.Module, label_B: torch.Tensor, x_BLC: torch.Tensor, indices_BL: torch.Tensor,
-                      tokens: int, autocast_dtype: torch.dtype | None) -> None:
-    autocast = (torch.autocast(device_type=x_BLC.device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None else contextlib.nullcontext())
+def _forward_backward(
+    var: torch.nn.Module,
+    label_B: torch.Tensor,
+    x_BLC: torch.Tensor,
+    indices_BL: torch.Tensor,
+    tokens: int,
+    autocast_dtype: torch.dtype | None,
+) -> None:
+    autocast = (
+        torch.autocast(device_type=x_BLC.device.type, dtype=autocast_dtype)
+        if autocast_dtype is not None
+        else contextlib.nullcontext()
+    )
     with autocast:
         logits_BLV = var(label_B, x_BLC)
     loss_BL, _error_BL = token_losses(logits_BLV, indices_BL)
     (loss_BL.sum() / tokens).backward()
 
 
-def _micro_batches(var_config: VARConfig, micro_batch_size: int, accumulation_steps: int,
-                   device: torch.device, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    return [synthetic_batch(var_config, micro_batch_size, device, seed + number)
-            for number in range(accumulation_steps)]
+def _micro_batches(
+    var_config: VARConfig, micro_batch_size: int, accumulation_steps: int, device: torch.device, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    return [
+        synthetic_batch(var_config, micro_batch_size, device, seed + number) for number in range(accumulation_steps)
+    ]
 
 
-def measure_cpu_training_peak(var_config: VARConfig, micro_batch_size: int,
-                              activation_checkpointing: str = "none", attention: str = "sdpa",
-                              accumulation_steps: int = 2, seed: int = 0) -> int:
+def measure_cpu_training_peak(
+    var_config: VARConfig,
+    micro_batch_size: int,
+    activation_checkpointing: str = "none",
+    attention: str = "sdpa",
+    accumulation_steps: int = 2,
+    seed: int = 0,
+) -> int:
     """Peak live CPU tensor bytes of a float32 training step in steady state (the second
     step: AdamW moments exist), everything since the model was built counted. With two or
     more accumulation steps the later micro-batches run with the gradients live."""
@@ -172,8 +197,9 @@ def measure_cpu_training_peak(var_config: VARConfig, micro_batch_size: int,
     return recording.region_peak_bytes()
 
 
-def measure_cpu_ddp_training_peak(var_config: VARConfig, micro_batch_size: int, world_size: int = 2,
-                                  accumulation_steps: int = 2, seed: int = 0) -> int:
+def measure_cpu_ddp_training_peak(
+    var_config: VARConfig, micro_batch_size: int, world_size: int = 2, accumulation_steps: int = 2, seed: int = 0
+) -> int:
     """`measure_cpu_training_peak` of rank 0 under DistributedDataParallel over `world_size`
     gloo processes (spawned here). Only DDP: FSDP2 frees buffers on gloo's threads, whose
     frees the profiler does not see, so its CPU peaks come out high by a varying amount."""
@@ -182,14 +208,25 @@ def measure_cpu_ddp_training_peak(var_config: VARConfig, micro_batch_size: int, 
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "peak_bytes"
-        multiprocessing.spawn(_ddp_rank, nprocs=world_size, join=True,
-                              args=(world_size, port, var_config, micro_batch_size, accumulation_steps, seed,
-                                    str(result)))
+        multiprocessing.spawn(
+            _ddp_rank,
+            nprocs=world_size,
+            join=True,
+            args=(world_size, port, var_config, micro_batch_size, accumulation_steps, seed, str(result)),
+        )
         return int(result.read_text())
 
 
-def _ddp_rank(rank: int, world_size: int, port: int, var_config: VARConfig, micro_batch_size: int,
-              accumulation_steps: int, seed: int, result: str) -> None:
+def _ddp_rank(
+    rank: int,
+    world_size: int,
+    port: int,
+    var_config: VARConfig,
+    micro_batch_size: int,
+    accumulation_steps: int,
+    seed: int,
+    result: str,
+) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -200,8 +237,7 @@ def _ddp_rank(rank: int, world_size: int, port: int, var_config: VARConfig, micr
             var = build_var_for_step(var_config, "none", device)
             model = DistributedDataParallel(var)
             optimizer = build_optimizer(var, lr=1e-4)
-            micro_batches = _micro_batches(var_config, micro_batch_size, accumulation_steps, device,
-                                           seed + 1000 * rank)
+            micro_batches = _micro_batches(var_config, micro_batch_size, accumulation_steps, device, seed + 1000 * rank)
             training_step(var, optimizer, micro_batches, model=model)
             with recording.region():
                 training_step(var, optimizer, micro_batches, model=model)
@@ -211,10 +247,16 @@ def _ddp_rank(rank: int, world_size: int, port: int, var_config: VARConfig, micr
         torch.distributed.destroy_process_group()
 
 
-def measure_cuda_training_peak(var_config: VARConfig, micro_batch_size: int, autocast_dtype: torch.dtype | None,
-                               activation_checkpointing: str = "none", attention: str = "sdpa",
-                               accumulation_steps: int = 2, device: torch.device | None = None,
-                               seed: int = 0) -> int:
+def measure_cuda_training_peak(
+    var_config: VARConfig,
+    micro_batch_size: int,
+    autocast_dtype: torch.dtype | None,
+    activation_checkpointing: str = "none",
+    attention: str = "sdpa",
+    accumulation_steps: int = 2,
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> int:
     """`torch.cuda.max_memory_allocated` over a steady-state training step (fused AdamW, as
     the trainer builds it on CUDA), less what was allocated before the model was built."""
     device = device or torch.device("cuda")
@@ -233,4 +275,3 @@ def measure_cuda_training_peak(var_config: VARConfig, micro_batch_size: int, aut
     del var, optimizer, micro_batches
     torch.cuda.empty_cache()
     return peak
-

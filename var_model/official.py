@@ -31,14 +31,16 @@ def read_state_dict(source, what: str) -> dict[str, torch.Tensor]:
         try:
             source = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as error:  # a corrupt file or one that needs unpickling of code
-            raise CheckpointError(f"cannot read {what} checkpoint {os.fspath(source)!r} as plain tensors "
-                                  f"(weights_only=True): {error}") from error
+            raise CheckpointError(
+                f"cannot read {what} checkpoint {os.fspath(source)!r} as plain tensors (weights_only=True): {error}"
+            ) from error
     if not isinstance(source, Mapping):
         raise CheckpointError(f"{what} checkpoint must be a state dict (name -> tensor); got {type(source).__name__}")
     bad = [key for key, value in source.items() if not isinstance(key, str) or not isinstance(value, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{what} checkpoint holds non-tensor entries, e.g. {bad[:3]}; "
-                              f"expected a flat state dict as released")
+        raise CheckpointError(
+            f"{what} checkpoint holds non-tensor entries, e.g. {bad[:3]}; expected a flat state dict as released"
+        )
     return dict(source)
 
 
@@ -58,13 +60,16 @@ def infer_vqvae_config(state: StateDict, patch_nums=PATCH_NUMS_256, **overrides)
     what = "VQVAE"
     conv_in = _need(state, "encoder.conv_in.weight", what, "ch and input channels")
     channels, in_channels = int(conv_in.shape[0]), int(conv_in.shape[1])
-    codebook_size, latent_channels = (int(s) for s in _need(state, "quantize.embedding.weight", what,
-                                                            "V and Cvae").shape)
+    codebook_size, latent_channels = (
+        int(s) for s in _need(state, "quantize.embedding.weight", what, "V and Cvae").shape
+    )
     levels = _count_indexed(state, r"encoder\.down\.(\d+)\.")
     if levels == 0:
         raise CheckpointError(f"{what} checkpoint has no 'encoder.down.<i>.' keys (needed to infer ch_mult)")
-    multipliers = tuple(int(_need(state, f"encoder.down.{i}.block.0.conv2.weight", what, "ch_mult").shape[0])
-                        // channels for i in range(levels))
+    multipliers = tuple(
+        int(_need(state, f"encoder.down.{i}.block.0.conv2.weight", what, "ch_mult").shape[0]) // channels
+        for i in range(levels)
+    )
     num_res_blocks = _count_indexed(state, r"encoder\.down\.0\.block\.(\d+)\.")
     if _count_indexed(state, r"quantize\.quant_resi\.qresi_ls\.(\d+)\."):
         share = _count_indexed(state, r"quantize\.quant_resi\.qresi_ls\.(\d+)\.")
@@ -72,12 +77,19 @@ def infer_vqvae_config(state: StateDict, patch_nums=PATCH_NUMS_256, **overrides)
         share = 1
     else:
         share = 0
-    fields = dict(image_size=patch_nums[-1] * 2 ** (levels - 1), channels=channels,
-                  channel_multipliers=multipliers, num_res_blocks=num_res_blocks,
-                  codebook_size=codebook_size, latent_channels=latent_channels, patch_nums=tuple(patch_nums),
-                  share_quant_resi=share, in_channels=in_channels,
-                  use_attention=any(k.startswith(f"encoder.down.{levels - 1}.attn.") for k in state),
-                  use_mid_attention="encoder.mid.attn_1.norm.weight" in state)
+    fields = dict(
+        image_size=patch_nums[-1] * 2 ** (levels - 1),
+        channels=channels,
+        channel_multipliers=multipliers,
+        num_res_blocks=num_res_blocks,
+        codebook_size=codebook_size,
+        latent_channels=latent_channels,
+        patch_nums=tuple(patch_nums),
+        share_quant_resi=share,
+        in_channels=in_channels,
+        use_attention=any(k.startswith(f"encoder.down.{levels - 1}.attn.") for k in state),
+        use_mid_attention="encoder.mid.attn_1.norm.weight" in state,
+    )
     fields.update(overrides)
     return VQVAEConfig(**fields)
 
@@ -97,12 +109,22 @@ def infer_var_config(state: StateDict, patch_nums=PATCH_NUMS_256, **overrides) -
     pos = _need(state, "pos_1LC", what, "the sequence length")
     length = sequence_length(patch_nums)
     if pos.shape[1] != length:
-        raise CheckpointError(f"VAR checkpoint key 'pos_1LC' has shape {tuple(pos.shape)}: {pos.shape[1]} tokens, "
-                              f"but patch_nums {tuple(patch_nums)} give L = {length}; pass the matching patch_nums")
-    fields = dict(depth=depth, width=width, num_heads=num_heads, num_classes=num_classes_plus_null - 1,
-                  codebook_size=codebook_size, latent_channels=latent_channels, patch_nums=tuple(patch_nums),
-                  mlp_ratio=hidden / width, attn_l2_norm=attn_l2_norm,
-                  shared_adaln="shared_ada_lin.1.weight" in state)
+        raise CheckpointError(
+            f"VAR checkpoint key 'pos_1LC' has shape {tuple(pos.shape)}: {pos.shape[1]} tokens, "
+            f"but patch_nums {tuple(patch_nums)} give L = {length}; pass the matching patch_nums"
+        )
+    fields = dict(
+        depth=depth,
+        width=width,
+        num_heads=num_heads,
+        num_classes=num_classes_plus_null - 1,
+        codebook_size=codebook_size,
+        latent_channels=latent_channels,
+        patch_nums=tuple(patch_nums),
+        mlp_ratio=hidden / width,
+        attn_l2_norm=attn_l2_norm,
+        shared_adaln="shared_ada_lin.1.weight" in state,
+    )
     fields.update(overrides)
     return VARConfig(**fields)
 
@@ -112,14 +134,18 @@ def check_state_dict(model: nn.Module, state: StateDict, what: str) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    mis_shaped = [f"{k}: checkpoint shape {tuple(state[k].shape)} vs model shape {tuple(v.shape)}"
-                  for k, v in expected.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mis_shaped = [
+        f"{k}: checkpoint shape {tuple(state[k].shape)} vs model shape {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys {missing[:10]}" + (f" (+{len(missing) - 10} more)" if len(missing) > 10 else ""))
     if unexpected:
-        problems.append(f"unexpected keys {unexpected[:10]}"
-                        + (f" (+{len(unexpected) - 10} more)" if len(unexpected) > 10 else ""))
+        problems.append(
+            f"unexpected keys {unexpected[:10]}" + (f" (+{len(unexpected) - 10} more)" if len(unexpected) > 10 else "")
+        )
     if mis_shaped:
         problems.append("mis-shaped: " + "; ".join(mis_shaped[:10]))
     if problems:
@@ -138,8 +164,14 @@ def _load_into(model: nn.Module, state: StateDict, what: str, copy: bool) -> Non
     model.load_state_dict(converted, strict=True, assign=True)
 
 
-def load_official(var_ckpt, vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | torch.device = "cpu",
-                  vqvae_overrides: dict | None = None, var_overrides: dict | None = None) -> tuple[VQVAE, VAR]:
+def load_official(
+    var_ckpt,
+    vae_ckpt,
+    patch_nums=PATCH_NUMS_256,
+    device: str | torch.device = "cpu",
+    vqvae_overrides: dict | None = None,
+    var_overrides: dict | None = None,
+) -> tuple[VQVAE, VAR]:
     """Build (vqvae, var) from released-format state dicts (paths or dicts).
 
     Sizes (depth, width, heads, V, Cvae, ch, ch_mult, classes, phi sharing) are inferred from
@@ -157,15 +189,16 @@ def load_official(var_ckpt, vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | t
         raise CheckpointError(f"VAR checkpoint buffer 'lvl_1L' does not match patch_nums {var_config.patch_nums}")
     # the loaded mask is what attention uses: a wrong one would silently leak future scales
     if not mask.is_meta and not torch.equal(mask.cpu(), block_causal_bias(var_config.patch_nums)):
-        raise CheckpointError(f"VAR checkpoint buffer 'attn_bias_for_masking' is not the block-causal mask of "
-                              f"patch_nums {var_config.patch_nums} (0 where scale(i) >= scale(j), else -inf)")
+        raise CheckpointError(
+            f"VAR checkpoint buffer 'attn_bias_for_masking' is not the block-causal mask of "
+            f"patch_nums {var_config.patch_nums} (0 where scale(i) >= scale(j), else -inf)"
+        )
     vqvae, var = vqvae.to(device), var.to(device)
     var.set_vqvae(vqvae)
     return vqvae.eval(), var.eval()
 
 
-def load_official_vqvae(vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | torch.device = "cpu",
-                        **overrides) -> VQVAE:
+def load_official_vqvae(vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | torch.device = "cpu", **overrides) -> VQVAE:
     """The released VQVAE alone (for the tokenizer stage), strict as `load_official`."""
     vae_state = read_state_dict(vae_ckpt, "VQVAE")
     with torch.device("meta"):
@@ -176,9 +209,12 @@ def load_official_vqvae(vae_ckpt, patch_nums=PATCH_NUMS_256, device: str | torch
 
 def official_state_dicts(vqvae: VQVAE, var: VAR) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(VAR state dict, VQVAE state dict) in the released format (CPU tensors)."""
+
     def plain(module: nn.Module) -> dict[str, torch.Tensor]:
-        return {k: v.detach().to("cpu").contiguous() if not v.is_meta else v.detach()
-                for k, v in module.state_dict().items()}
+        return {
+            k: v.detach().to("cpu").contiguous() if not v.is_meta else v.detach()
+            for k, v in module.state_dict().items()
+        }
 
     return plain(var), plain(vqvae)
 

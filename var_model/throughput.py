@@ -30,12 +30,29 @@ from var_model.files import atomic_write_text
 
 FILE_FORMAT = "varscale-throughput"
 FILE_VERSION = 1
-KEY_FIELDS = ("device_name", "depth", "image_size", "precision", "compile", "attention", "micro_batch",
-              "activation_checkpointing")
+KEY_FIELDS = (
+    "device_name",
+    "depth",
+    "image_size",
+    "precision",
+    "compile",
+    "attention",
+    "micro_batch",
+    "activation_checkpointing",
+)
 # the JSON type each field must have (bool is checked apart: it is an int subclass in Python)
-FIELD_TYPES = {"device_name": str, "depth": int, "image_size": int, "precision": str, "compile": bool,
-               "attention": str, "micro_batch": int, "activation_checkpointing": bool,
-               "flops_per_second": float, "images_per_second": float}
+FIELD_TYPES = {
+    "device_name": str,
+    "depth": int,
+    "image_size": int,
+    "precision": str,
+    "compile": bool,
+    "attention": str,
+    "micro_batch": int,
+    "activation_checkpointing": bool,
+    "flops_per_second": float,
+    "images_per_second": float,
+}
 # A record names its precision by torch dtype name (`varscale bench --dtype`); a trial by
 # TrialConfig.precision. The one translation between them:
 THROUGHPUT_PRECISIONS = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -111,44 +128,71 @@ class ThroughputTable:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"throughput file {path} does not exist; write it with `varscale bench --save "
-                              f"{path}`") from None
+            raise ConfigError(
+                f"throughput file {path} does not exist; write it with `varscale bench --save {path}`"
+            ) from None
         except json.JSONDecodeError as error:
             raise ConfigError(f"throughput file {path} is not valid JSON: {error}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"throughput file {path}: the top level must be an object with 'records'")
         if data.get("format") != FILE_FORMAT or data.get("version") != FILE_VERSION:
-            raise ConfigError(f"throughput file {path}: field 'format'/'version' = {data.get('format')!r}/"
-                              f"{data.get('version')!r}; expected {FILE_FORMAT!r}/{FILE_VERSION}")
+            raise ConfigError(
+                f"throughput file {path}: field 'format'/'version' = {data.get('format')!r}/"
+                f"{data.get('version')!r}; expected {FILE_FORMAT!r}/{FILE_VERSION}"
+            )
         records = data.get("records")
         if not isinstance(records, list):
             raise ConfigError(f"throughput file {path}: field 'records' must be a list; got {records!r}")
-        return cls([ThroughputRecord.from_dict(record, f"throughput file {path}, records[{index}]")
-                    for index, record in enumerate(records)], source=str(path))
+        return cls(
+            [
+                ThroughputRecord.from_dict(record, f"throughput file {path}, records[{index}]")
+                for index, record in enumerate(records)
+            ],
+            source=str(path),
+        )
 
     def device_names(self) -> list[str]:
         return sorted({record.device_name for record in self.records})
 
-    def flops_per_second(self, device_name: str, depth: int, *, precision: str, compile: bool,
-                         attention: str, micro_batch: int | None = None,
-                         activation_checkpointing: bool = False, image_size: int = 256) -> float:
+    def flops_per_second(
+        self,
+        device_name: str,
+        depth: int,
+        *,
+        precision: str,
+        compile: bool,
+        attention: str,
+        micro_batch: int | None = None,
+        activation_checkpointing: bool = False,
+        image_size: int = 256,
+    ) -> float:
         """Achieved training FLOP/s at this depth, interpolated over the measured depths (see
         the module docstring). With micro_batch None, each depth's fastest measured micro-batch
         is used. ConfigError when the file holds no measurement of this device or setting."""
         on_device = [record for record in self.records if record.device_name == device_name]
         if not on_device:
-            raise ConfigError(f"throughput file {self.source} was measured on {self.device_names()}, "
-                              f"not on {device_name!r}: measure this device with `varscale bench --save`")
-        wanted = {"image_size": image_size, "precision": precision, "compile": compile, "attention": attention,
-                  "activation_checkpointing": activation_checkpointing}
+            raise ConfigError(
+                f"throughput file {self.source} was measured on {self.device_names()}, "
+                f"not on {device_name!r}: measure this device with `varscale bench --save`"
+            )
+        wanted = {
+            "image_size": image_size,
+            "precision": precision,
+            "compile": compile,
+            "attention": attention,
+            "activation_checkpointing": activation_checkpointing,
+        }
         if micro_batch is not None:
             wanted["micro_batch"] = micro_batch
-        matching = [record for record in on_device
-                    if all(getattr(record, name) == value for name, value in wanted.items())]
+        matching = [
+            record for record in on_device if all(getattr(record, name) == value for name, value in wanted.items())
+        ]
         if not matching:
             measured = sorted({tuple((name, getattr(record, name)) for name in wanted) for record in on_device})
-            raise ConfigError(f"throughput file {self.source} has no measurement on {device_name!r} with "
-                              f"{wanted}; measured there: {[dict(item) for item in measured]}")
+            raise ConfigError(
+                f"throughput file {self.source} has no measurement on {device_name!r} with "
+                f"{wanted}; measured there: {[dict(item) for item in measured]}"
+            )
         by_depth: dict[int, float] = {}
         for record in matching:
             by_depth[record.depth] = max(by_depth.get(record.depth, 0.0), record.flops_per_second)
@@ -179,7 +223,6 @@ def save_record(path: str | os.PathLike, record: ThroughputRecord) -> None:
     records = ThroughputTable.load(path).records if path.exists() else []
     records = [old for old in records if old.key != record.key] + [record]
     records.sort(key=lambda r: r.key)  # a stable order: reruns give small diffs
-    data = {"format": FILE_FORMAT, "version": FILE_VERSION,
-            "records": [dataclasses.asdict(r) for r in records]}
+    data = {"format": FILE_FORMAT, "version": FILE_VERSION, "records": [dataclasses.asdict(r) for r in records]}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")

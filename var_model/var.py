@@ -91,14 +91,23 @@ class VAR(nn.Module):
         self.word_embed = nn.Linear(config.latent_channels, C)
         self.class_emb = nn.Embedding(config.num_classes + 1, C)  # the last index is the null class
         self.lvl_embed = nn.Embedding(config.num_scales, C)
-        self.shared_ada_lin = (nn.Sequential(nn.SiLU(), SharedAdaLin(C, 6 * C)) if config.shared_adaln
-                               else nn.Identity())
+        self.shared_ada_lin = nn.Sequential(nn.SiLU(), SharedAdaLin(C, 6 * C)) if config.shared_adaln else nn.Identity()
         # linear over blocks, 0 at the first; plain Python so that building on the meta device works
         drop_path_rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
-        self.blocks = nn.ModuleList([
-            AdaLNSelfAttn(C, config.num_heads, config.ffn_hidden, drop_path_rates[i], config.attn_l2_norm,
-                          config.shared_adaln, config.norm_eps)
-            for i in range(config.depth)])
+        self.blocks = nn.ModuleList(
+            [
+                AdaLNSelfAttn(
+                    C,
+                    config.num_heads,
+                    config.ffn_hidden,
+                    drop_path_rates[i],
+                    config.attn_l2_norm,
+                    config.shared_adaln,
+                    config.norm_eps,
+                )
+                for i in range(config.depth)
+            ]
+        )
         self.head_nm = AdaLNBeforeHead(C, config.norm_eps)
         self.head = nn.Linear(C, config.codebook_size)
         self.init_weights()
@@ -161,8 +170,8 @@ class VAR(nn.Module):
                 block.ada_gss[:, :, 2:].mul_(cfg.init_adaln)
                 block.ada_gss[:, :, :2].mul_(cfg.init_adaln_gamma)
             else:
-                block.ada_lin[-1].weight[2 * C:].mul_(cfg.init_adaln)
-                block.ada_lin[-1].weight[:2 * C].mul_(cfg.init_adaln_gamma)
+                block.ada_lin[-1].weight[2 * C :].mul_(cfg.init_adaln)
+                block.ada_lin[-1].weight[: 2 * C].mul_(cfg.init_adaln_gamma)
                 block.ada_lin[-1].bias.zero_()
 
     # ---------------------------------------------------------------- input checks
@@ -181,21 +190,24 @@ class VAR(nn.Module):
             raise DataError(f"labels must be a 1-D integer tensor (B,); got {shape}")
         if not label_B.numel():
             return
-        allowed = (f"allowed [0, {top}] (num_classes={self.num_classes}"
-                   f"{', index num_classes is the null class' if allow_null else ''})")
+        allowed = (
+            f"allowed [0, {top}] (num_classes={self.num_classes}"
+            f"{', index num_classes is the null class' if allow_null else ''})"
+        )
         out_of_range_B = (label_B < 0) | (label_B > top)
         if not sync and label_B.device.type != "cpu":
             torch._assert_async(~out_of_range_B.any(), f"labels out of range: {allowed}")
         elif bool(out_of_range_B.any()):  # a CPU-GPU sync point when label_B is on a GPU
-            raise DataError(f"labels out of range: got min {int(label_B.min())}, max {int(label_B.max())}; "
-                            f"{allowed}")
+            raise DataError(f"labels out of range: got min {int(label_B.min())}, max {int(label_B.max())}; {allowed}")
 
     def _check_inputs(self, label_B: torch.Tensor, x_BLC: torch.Tensor) -> None:
         self.check_labels(label_B, sync=False)  # no host sync in the training step
         want = (label_B.shape[0], self.L - self.first_l, self.config.latent_channels)
         if x_BLC.ndim != 3 or tuple(x_BLC.shape) != want:
-            raise DataError(f"teacher-forcing input must have shape (B, L - pn0^2, Cvae) = {want}; "
-                            f"got {tuple(x_BLC.shape)} (use vqvae.teacher_forcing_input(indices))")
+            raise DataError(
+                f"teacher-forcing input must have shape (B, L - pn0^2, Cvae) = {want}; "
+                f"got {tuple(x_BLC.shape)} (use vqvae.teacher_forcing_input(indices))"
+            )
 
     # ---------------------------------------------------------------- shared pieces
     def condition(self, label_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,17 +229,18 @@ class VAR(nn.Module):
                     f"attention='flex' cannot train on {device.type}: torch {torch.__version__} has no "
                     f"FlexAttention backward there; use attention="
                     f"{default_attention_kernel(device.type)!r} (the default for {device.type}), "
-                    f"or run the forward under torch.no_grad()")
+                    f"or run the forward under torch.no_grad()"
+                )
             return self._block_masks.get(self.lvl_1L[0])
         mask = self.attn_bias_for_masking
         if device.type != "meta" and torch.is_autocast_enabled(device.type):
             mask = mask.to(torch.get_autocast_dtype(device.type))
         return mask
 
-    def run_blocks(self, x_BLC: torch.Tensor, block_cond: torch.Tensor,
-                   attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None) -> torch.Tensor:
-        recompute = (self.activation_checkpointing and torch.is_grad_enabled()
-                     and not self.blocks[0].attn.caching)
+    def run_blocks(
+        self, x_BLC: torch.Tensor, block_cond: torch.Tensor, attn_bias: torch.Tensor | BlockMask | ScalePrefixes | None
+    ) -> torch.Tensor:
+        recompute = self.activation_checkpointing and torch.is_grad_enabled() and not self.blocks[0].attn.caching
         for block in self.blocks:
             if recompute:
                 # non-reentrant: works with inputs that need no grad and under torch.compile;
@@ -273,8 +286,9 @@ class VAR(nn.Module):
 
     # ---------------------------------------------------------------- inference
     @torch.no_grad()
-    def generate(self, labels, cfg: float = 1.5, top_k: int = 900, top_p: float = 0.96,
-                 seed: int | None = 0, **kwargs) -> torch.Tensor:
+    def generate(
+        self, labels, cfg: float = 1.5, top_k: int = 900, top_p: float = 0.96, seed: int | None = 0, **kwargs
+    ) -> torch.Tensor:
         """Sample images in [0, 1] (B, 3, H, W); see `var_model.generation.generate`."""
         from var_model.generation import generate
 

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 import torch
 
-from var_model import VAR, VARConfig, VQVAE, VQVAEConfig
+from var_model import VAR, VQVAE, VARConfig, VQVAEConfig
 
 # key/shape manifest of the released checkpoints (provenance in tests/data/README.md)
 MANIFEST = pathlib.Path(__file__).resolve().parents[1] / "data" / "var_official_state_dict_manifest.json"

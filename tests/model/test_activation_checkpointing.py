@@ -13,15 +13,19 @@ from var_model.generation import cached_teacher_forcing_logits
 
 def _var(drop_path_rate: float, class_dropout: float) -> VAR:
     torch.manual_seed(0)
-    return VAR(VARConfig.debug(depth=3, drop_path_rate=drop_path_rate, class_dropout=class_dropout,
-                               init_adaln_gamma=0.5, init_head=1.0)).train()
+    return VAR(
+        VARConfig.debug(
+            depth=3, drop_path_rate=drop_path_rate, class_dropout=class_dropout, init_adaln_gamma=0.5, init_head=1.0
+        )
+    ).train()
 
 
 def _inputs(var: VAR, batch: int = 4):
     generator = torch.Generator().manual_seed(1)
     config = var.config
-    x_BLC = torch.randn(batch, config.sequence_length - config.first_length, config.latent_channels,
-                        generator=generator)
+    x_BLC = torch.randn(
+        batch, config.sequence_length - config.first_length, config.latent_channels, generator=generator
+    )
     return torch.randint(0, config.num_classes, (batch,), generator=generator), x_BLC
 
 
@@ -34,8 +38,9 @@ def _loss_and_gradients(var: VAR, checkpointing: bool, seed: int = 5):
     return loss.detach(), {name: p.grad.clone() for name, p in var.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("drop_path_rate, class_dropout", [(0.0, 0.0), (0.3, 0.5)],
-                         ids=["deterministic", "random-drops"])
+@pytest.mark.parametrize(
+    "drop_path_rate, class_dropout", [(0.0, 0.0), (0.3, 0.5)], ids=["deterministic", "random-drops"]
+)
 def test_checkpointing_gives_the_same_gradients(drop_path_rate, class_dropout):
     var = _var(drop_path_rate, class_dropout)
     loss, gradients = _loss_and_gradients(var, checkpointing=False)
@@ -86,7 +91,7 @@ def test_checkpointing_changes_nothing_without_gradients_or_with_the_kv_cache(ti
         assert torch.equal(var(label_B, x_BLC), reference_BLV)
     # the KV cache grows on every block call, so a recompute must never run there
     cached = cached_teacher_forcing_logits(var, label_B, indices)
-    for logits_BlV, reference_BlV in zip(cached, cached_reference):
+    for logits_BlV, reference_BlV in zip(cached, cached_reference, strict=True):
         assert torch.allclose(logits_BlV, reference_BlV, rtol=0, atol=1e-6)
 
 

@@ -43,8 +43,19 @@ def test_bad_benchmark_arguments():
 def test_register_parses_the_execution_flags(tmp_path):
     parser = argparse.ArgumentParser()
     bench.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["bench", "--depth", "2", "--attention", "flex", "--compile",
-                              "--activation-checkpointing", "--save", str(tmp_path / "t.json")])
+    args = parser.parse_args(
+        [
+            "bench",
+            "--depth",
+            "2",
+            "--attention",
+            "flex",
+            "--compile",
+            "--activation-checkpointing",
+            "--save",
+            str(tmp_path / "t.json"),
+        ]
+    )
     assert (args.attention, args.compile, args.activation_checkpointing) == ("flex", True, True)
     assert args.save == tmp_path / "t.json"
     assert parser.parse_args(["bench", "--depth", "2"]).attention == "sdpa"
@@ -80,7 +91,8 @@ def test_save_writes_a_throughput_record(tmp_path, capsys):
     looked_up = table.flops_per_second(record.device_name, 1, precision="float32", compile=False, attention="sdpa")
     assert looked_up == record.flops_per_second
     assert record.flops_per_second == pytest.approx(
-        counting.flops_per_image(VARConfig(depth=1), training=True) * record.images_per_second)
+        counting.flops_per_image(VARConfig(depth=1), training=True) * record.images_per_second
+    )
 
 
 def _train_three_steps(fused: bool) -> dict[str, torch.Tensor]:
@@ -90,8 +102,9 @@ def _train_three_steps(fused: bool) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     config = var.config
     for _ in range(3):
-        x_BLC = torch.randn(2, config.sequence_length - config.first_length, config.latent_channels,
-                            generator=generator)
+        x_BLC = torch.randn(
+            2, config.sequence_length - config.first_length, config.latent_channels, generator=generator
+        )
         label_B = torch.randint(0, config.num_classes, (2,), generator=generator)
         target_BL = torch.randint(0, config.codebook_size, (2, config.sequence_length), generator=generator)
         loss_per_token(var(label_B, x_BLC), target_BL).mean().backward()

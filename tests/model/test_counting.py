@@ -6,11 +6,18 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from var_model import VAR, VARConfig, VQVAE, VQVAEConfig
-from var_model import counting
+from var_model import VAR, VQVAE, VARConfig, VQVAEConfig, counting
 
-SPEC_TOTALS = {6: 18_492_580, 8: 41_315_904, 10: 78_367_716, 12: 133_186_960, 16: 310_283_520,
-               20: 600_917_136, 24: 1_033_399_360, 30: 2_010_020_356}
+SPEC_TOTALS = {
+    6: 18_492_580,
+    8: 41_315_904,
+    10: 78_367_716,
+    12: 133_186_960,
+    16: 310_283_520,
+    20: 600_917_136,
+    24: 1_033_399_360,
+    30: 2_010_020_356,
+}
 
 
 def closed_form(depth: int) -> int:
@@ -61,6 +68,7 @@ def test_attention_pairs_match_the_mask():
     for config in (VARConfig.debug(), VARConfig(depth=2)):
         with torch.device("cpu"):
             from var_model.var import block_causal_bias
+
             allowed = int((block_causal_bias(config.patch_nums) == 0).sum())
         assert counting.attention_pairs(config) == allowed
     assert counting.attention_pairs(VARConfig(depth=2)) == 286_434

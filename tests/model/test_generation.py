@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from var_model import ConfigError, DataError, VAR, VARConfig
+from var_model import VAR, ConfigError, DataError, VARConfig
 from var_model.generation import filter_top_k_top_p
 
 
@@ -23,7 +23,12 @@ def test_top_p_keeps_the_nucleus():
     kept = torch.isfinite(filter_top_k_top_p(logits, top_k=0, top_p=0.75))
     assert kept.view(-1).tolist() == [True, True, False, False]
     # the top token always survives, even for a tiny top_p
-    assert torch.isfinite(filter_top_k_top_p(logits, top_k=0, top_p=1e-6)).view(-1).tolist() == [True, False, False, False]
+    assert torch.isfinite(filter_top_k_top_p(logits, top_k=0, top_p=1e-6)).view(-1).tolist() == [
+        True,
+        False,
+        False,
+        False,
+    ]
 
 
 def test_non_positive_filters_disable():
@@ -40,7 +45,7 @@ def test_generate_is_seeded_and_in_unit_range(tiny_var):
     assert float(first.min()) >= 0.0 and float(first.max()) <= 1.0
     _, tokens_a = tiny_var.generate([1, 2, 3], seed=7, top_k=0, top_p=0, return_indices=True)
     _, tokens_b = tiny_var.generate([1, 2, 3], seed=8, top_k=0, top_p=0, return_indices=True)
-    assert any(not torch.equal(a, b) for a, b in zip(tokens_a, tokens_b))
+    assert any(not torch.equal(a, b) for a, b in zip(tokens_a, tokens_b, strict=True))
 
 
 def test_cfg_ramp_starts_at_zero(tiny_vqvae):
@@ -65,13 +70,15 @@ def test_masked_generation_keeps_reference_tokens(tiny_var, tiny_vqvae, tiny_ima
     reference = [idx[:1] for idx in tiny_vqvae.encode_indices(tiny_images)]
     keep = torch.zeros(32, 32)
     keep[:, :16] = 1.0  # keep the left half, in-paint the right half
-    _, tokens = tiny_var.generate([10, 10], cfg=1.0, top_k=0, top_p=0, seed=0, reference_indices=reference,
-                                  keep_mask=keep, return_indices=True)
+    _, tokens = tiny_var.generate(
+        [10, 10], cfg=1.0, top_k=0, top_p=0, seed=0, reference_indices=reference, keep_mask=keep, return_indices=True
+    )
     last = tokens[-1].view(2, 4, 4)
     assert torch.equal(last[:, :, :2], reference[-1].view(1, 4, 4)[:, :, :2].expand(2, -1, -1))
-    full, full_tokens = tiny_var.generate([3], seed=0, reference_indices=reference, keep_mask=torch.ones(32, 32),
-                                          return_indices=True)
-    assert all(torch.equal(a, b) for a, b in zip(full_tokens, reference))
+    full, full_tokens = tiny_var.generate(
+        [3], seed=0, reference_indices=reference, keep_mask=torch.ones(32, 32), return_indices=True
+    )
+    assert all(torch.equal(a, b) for a, b in zip(full_tokens, reference, strict=True))
     assert torch.allclose(full, tiny_vqvae.decode_indices(reference).add(1).mul(0.5), atol=1e-5)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from var_model import VAR, VARConfig, VQVAE, VQVAEConfig
+from var_model import VAR, VQVAE, VARConfig, VQVAEConfig
 from var_model.generation import cached_teacher_forcing_logits
 from var_model.var import loss_per_token
 
-pytestmark = [pytest.mark.gpu,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 def _models():

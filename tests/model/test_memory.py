@@ -33,12 +33,13 @@ def tiny_256px(depth: int) -> VARConfig:
     return VARConfig.debug(depth=depth, patch_nums=PATCH_NUMS_256, codebook_size=4096)
 
 
-def assert_close_to_measured(config: VARConfig, micro_batch_size: int, checkpointing: str,
-                             accumulation_steps: int) -> None:
-    measured = measure_cpu_training_peak(config, micro_batch_size, checkpointing,
-                                         accumulation_steps=accumulation_steps)
-    plan = training_memory(config, micro_batch_size, "fp32", checkpointing, shards=1, device="cpu",
-                           accumulation_steps=accumulation_steps)
+def assert_close_to_measured(
+    config: VARConfig, micro_batch_size: int, checkpointing: str, accumulation_steps: int
+) -> None:
+    measured = measure_cpu_training_peak(config, micro_batch_size, checkpointing, accumulation_steps=accumulation_steps)
+    plan = training_memory(
+        config, micro_batch_size, "fp32", checkpointing, shards=1, device="cpu", accumulation_steps=accumulation_steps
+    )
     error = plan.total_bytes / measured - 1
     assert abs(error) <= TOLERANCE, f"plan {plan} vs measured {format_bytes(measured)}: {error:+.1%}"
 
@@ -46,9 +47,18 @@ def assert_close_to_measured(config: VARConfig, micro_batch_size: int, checkpoin
 # ---------------------------------------------------------------- the plan vs measured peaks
 @pytest.mark.parametrize("checkpointing", ["none", "blocks"])
 @pytest.mark.parametrize("micro_batch_size", [2, 8])
-@pytest.mark.parametrize("depth", [2, pytest.param(3, marks=pytest.mark.slow), 4,
-                                   pytest.param(5, marks=pytest.mark.slow), 6,
-                                   pytest.param(7, marks=pytest.mark.slow), 8])
+@pytest.mark.parametrize(
+    "depth",
+    [
+        2,
+        pytest.param(3, marks=pytest.mark.slow),
+        4,
+        pytest.param(5, marks=pytest.mark.slow),
+        6,
+        pytest.param(7, marks=pytest.mark.slow),
+        8,
+    ],
+)
 def test_plan_is_within_15_percent_of_the_measured_cpu_peak(depth, micro_batch_size, checkpointing):
     # two micro-batches: the second runs with every gradient live, the plan's default case
     assert_close_to_measured(tiny(depth), micro_batch_size, checkpointing, accumulation_steps=2)
@@ -147,16 +157,24 @@ def test_math_attention_holds_the_l_by_l_softmax():
     assert math.parts["activations"] - fused.parts["activations"] == 16 * (4 + 2) * 8 * H * L * L
 
 
-@pytest.mark.parametrize(("field", "arguments"), [
-    ("precision", {"precision": "fp8"}),
-    ("activation_checkpointing", {"activation_checkpointing": "selective"}),
-    ("attention", {"attention": "xformers"}),
-    ("micro_batch_size", {"micro_batch_size": 0}),
-    ("shards", {"shards": 0}),
-])
+@pytest.mark.parametrize(
+    ("field", "arguments"),
+    [
+        ("precision", {"precision": "fp8"}),
+        ("activation_checkpointing", {"activation_checkpointing": "selective"}),
+        ("attention", {"attention": "xformers"}),
+        ("micro_batch_size", {"micro_batch_size": 0}),
+        ("shards", {"shards": 0}),
+    ],
+)
 def test_bad_plan_arguments_name_their_field(field, arguments):
-    call = {"var_config": VARConfig(depth=6), "micro_batch_size": 4, "precision": "bf16",
-                "activation_checkpointing": "none", "shards": 1}
+    call = {
+        "var_config": VARConfig(depth=6),
+        "micro_batch_size": 4,
+        "precision": "bf16",
+        "activation_checkpointing": "none",
+        "shards": 1,
+    }
     call.update(arguments)
     with pytest.raises(ConfigError, match=field):
         training_memory(**call)
@@ -185,8 +203,13 @@ def test_every_depth_of_the_paper_study_fits_80_gb_gpus():
     for depth in depths:
         batch = _study_rule(study["recipe"]["batch_size"], depth)
         gpus = _study_rule(study["resources"]["gpus"], depth)
-        plan = choose_execution(VARConfig(depth=depth, patch_nums=tuple(study["model"]["patch_nums"])),
-                                batch, gpus, 80 * GB, study["trial"]["precision"])
+        plan = choose_execution(
+            VARConfig(depth=depth, patch_nums=tuple(study["model"]["patch_nums"])),
+            batch,
+            gpus,
+            80 * GB,
+            study["trial"]["precision"],
+        )
         assert plan.memory.total_bytes <= 0.9 * 80 * GB, f"d{depth}: {plan}"
         assert plan.micro_batch_size * plan.accumulation_steps * gpus == batch
 
@@ -199,8 +222,15 @@ def test_auto_takes_the_largest_micro_batch_that_fits():
     assert plan.memory.total_bytes <= plan.usable_bytes
     larger = [size for size in range(plan.micro_batch_size + 1, per_rank + 1) if per_rank % size == 0]
     assert larger, "the whole share fits: pick a smaller GPU for this test"
-    too_big = training_memory(config, larger[0], "bf16", plan.activation_checkpointing, shards=1, ddp=True,
-                              accumulation_steps=per_rank // larger[0])
+    too_big = training_memory(
+        config,
+        larger[0],
+        "bf16",
+        plan.activation_checkpointing,
+        shards=1,
+        ddp=True,
+        accumulation_steps=per_rank // larger[0],
+    )
     assert too_big.total_bytes > plan.usable_bytes
     assert (plan.activation_checkpointing, plan.sharding) == ("none", "ddp")
 
@@ -228,15 +258,17 @@ def test_fsdp_turns_on_when_checkpointing_is_not_enough():
 
 def test_fixed_choices_are_respected():
     config = VARConfig(depth=16)
-    plan = choose_execution(config, 768, 4, 80 * GB, "bf16", micro_batch_size=8,
-                            activation_checkpointing="blocks", sharding="fsdp")
+    plan = choose_execution(
+        config, 768, 4, 80 * GB, "bf16", micro_batch_size=8, activation_checkpointing="blocks", sharding="fsdp"
+    )
     assert (plan.micro_batch_size, plan.accumulation_steps) == (8, 24)
     assert (plan.activation_checkpointing, plan.sharding) == ("blocks", "fsdp")
     # a fixed "none" is not overridden even where checkpointing would have fitted
     without = training_memory(config, 1, "bf16", "none", shards=1, accumulation_steps=768)
     with pytest.raises(ConfigError, match="checkpointing none"):
-        choose_execution(config, 768, 1, without.total_bytes * 0.95 / 0.9, "bf16",
-                         activation_checkpointing="none", sharding="ddp")
+        choose_execution(
+            config, 768, 1, without.total_bytes * 0.95 / 0.9, "bf16", activation_checkpointing="none", sharding="ddp"
+        )
 
 
 def test_a_trial_that_cannot_fit_names_the_numbers():
@@ -258,15 +290,23 @@ def test_gpu_memory_must_be_positive(memory):
         choose_execution(VARConfig(depth=16), 768, 8, memory, "bf16")
 
 
-@pytest.mark.parametrize(("field", "arguments"), [
-    ("batch_size", {"global_batch": 770, "world_size": 8}),
-    ("margin", {"margin": 1.0}),
-    ("sharding", {"sharding": "zero3"}),
-    ("activation_checkpointing", {"activation_checkpointing": "all"}),
-])
+@pytest.mark.parametrize(
+    ("field", "arguments"),
+    [
+        ("batch_size", {"global_batch": 770, "world_size": 8}),
+        ("margin", {"margin": 1.0}),
+        ("sharding", {"sharding": "zero3"}),
+        ("activation_checkpointing", {"activation_checkpointing": "all"}),
+    ],
+)
 def test_bad_execution_arguments_name_their_field(field, arguments):
-    call = {"var_config": VARConfig(depth=6), "global_batch": 768, "world_size": 8, "gpu_memory_bytes": 80 * GB,
-                "precision": "bf16"}
+    call = {
+        "var_config": VARConfig(depth=6),
+        "global_batch": 768,
+        "world_size": 8,
+        "gpu_memory_bytes": 80 * GB,
+        "precision": "bf16",
+    }
     call.update(arguments)
     with pytest.raises(ConfigError, match=field):
         choose_execution(**call)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from var_model import ConfigError, VARConfig, VQVAEConfig, VarScaleError
+from var_model import ConfigError, VARConfig, VarScaleError, VQVAEConfig
 from var_model.config import check_compatible
 
 
@@ -19,19 +19,25 @@ def test_var_config_defaults_follow_depth():
 
 
 def test_config_round_trips_through_dict():
-    for config in (VARConfig(depth=8), VARConfig.debug(), ):
+    for config in (
+        VARConfig(depth=8),
+        VARConfig.debug(),
+    ):
         assert VARConfig.from_dict(config.to_dict()) == config
     assert VQVAEConfig.from_dict(VQVAEConfig.debug().to_dict()) == VQVAEConfig.debug()
     with pytest.raises(ConfigError, match="unknown VARConfig field"):
         VARConfig.from_dict({"depth": 2, "tblr": 1e-4})
 
 
-@pytest.mark.parametrize("fields, message", [
-    (dict(depth=0), "depth=0"),
-    (dict(depth=4, num_heads=3), "num_heads=3 .*divisor of width 256"),
-    (dict(depth=2, patch_nums=(1, 3, 2)), "strictly increasing"),
-    (dict(depth=2, class_dropout=1.5), "class_dropout=1.5"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(depth=0), "depth=0"),
+        (dict(depth=4, num_heads=3), "num_heads=3 .*divisor of width 256"),
+        (dict(depth=2, patch_nums=(1, 3, 2)), "strictly increasing"),
+        (dict(depth=2, class_dropout=1.5), "class_dropout=1.5"),
+    ],
+)
 def test_var_config_errors(fields, message):
     with pytest.raises(ConfigError, match=message):
         VARConfig(**fields)

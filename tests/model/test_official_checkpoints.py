@@ -5,13 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from var_model import CheckpointError, VAR, VARConfig, load_official, save_official
+from var_model import VAR, CheckpointError, VARConfig, load_official, save_official
 from var_model.official import official_state_dicts
 
 
 def _meta_state(shapes: dict) -> dict:
-    return {key: torch.empty(shape, device="meta", dtype=torch.long if key == "lvl_1L" else torch.float32)
-            for key, shape in shapes.items()}
+    return {
+        key: torch.empty(shape, device="meta", dtype=torch.long if key == "lvl_1L" else torch.float32)
+        for key, shape in shapes.items()
+    }
 
 
 def test_manifest_loads_strictly_and_round_trips(manifest):
@@ -42,7 +44,7 @@ def test_tiny_round_trip_through_files(tmp_path, tiny_var, tiny_vqvae, tiny_imag
     vqvae, var = load_official(tmp_path / "var.pth", tmp_path / "vae.pth", patch_nums=(1, 2, 4))
     assert var.config.depth == 2 and var.config.num_classes == 10 and vqvae.config.image_size == 32
     indices = tiny_vqvae.encode_indices(tiny_images)
-    assert all(torch.equal(a, b) for a, b in zip(vqvae.encode_indices(tiny_images), indices))
+    assert all(torch.equal(a, b) for a, b in zip(vqvae.encode_indices(tiny_images), indices, strict=True))
     x_BLC = vqvae.teacher_forcing_input(indices)
     tiny_var.eval()
     labels = torch.tensor([0, 1, 2, 3])
@@ -96,5 +98,7 @@ def test_load_official_vqvae_alone(tmp_path, tiny_var, tiny_vqvae, tiny_images):
     save_official(tiny_vqvae, tiny_var, tmp_path / "var.pth", tmp_path / "vae.pth")
     vqvae = load_official_vqvae(tmp_path / "vae.pth", patch_nums=(1, 2, 4))
     assert vqvae.config == tiny_vqvae.config
-    assert all(torch.equal(a, b) for a, b in zip(vqvae.encode_indices(tiny_images),
-                                                 tiny_vqvae.encode_indices(tiny_images)))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(vqvae.encode_indices(tiny_images), tiny_vqvae.encode_indices(tiny_images), strict=True)
+    )

@@ -24,16 +24,24 @@ def _tiny_var(patch_nums, attn_l2_norm: bool, **fields) -> VAR:
     torch.manual_seed(0)
     # large AdaLN gamma and head init so that attention visibly moves the logits; no random
     # draws (drop path, class dropout) so that two forwards see the same network
-    config = VARConfig.debug(patch_nums=patch_nums, attn_l2_norm=attn_l2_norm, init_adaln_gamma=0.5,
-                             init_head=1.0, drop_path_rate=0.0, class_dropout=0.0, **fields)
+    config = VARConfig.debug(
+        patch_nums=patch_nums,
+        attn_l2_norm=attn_l2_norm,
+        init_adaln_gamma=0.5,
+        init_head=1.0,
+        drop_path_rate=0.0,
+        class_dropout=0.0,
+        **fields,
+    )
     return VAR(config).train()
 
 
 def _inputs(var: VAR, batch: int = 3):
     generator = torch.Generator().manual_seed(1)
     config = var.config
-    x_BLC = torch.randn(batch, config.sequence_length - config.first_length, config.latent_channels,
-                        generator=generator)
+    x_BLC = torch.randn(
+        batch, config.sequence_length - config.first_length, config.latent_channels, generator=generator
+    )
     label_B = torch.randint(0, config.num_classes, (batch,), generator=generator)
     return label_B, x_BLC
 

@@ -13,9 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from var_model import VAR, VARConfig, VQVAE, VQVAEConfig
-from var_model import generation
-from var_model.var import loss_per_token, scale_ids
+from var_model import VAR, VQVAE, VARConfig, VQVAEConfig, generation
+from var_model.var import loss_per_token
 
 
 def _randomise(module: torch.nn.Module, seed: int) -> None:
@@ -34,7 +33,7 @@ def _layer_norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def _reference_logits(var: VAR, label_B: torch.Tensor, x_BLC: torch.Tensor) -> torch.Tensor:
@@ -139,9 +138,16 @@ def test_initialisation_follows_the_spec():
         assert_std(block.ffn.fc2.weight, std / math.sqrt(2 * depth), "fc2")
         ada = block.ada_lin[1].weight
         assert_std(ada[: 2 * C], std * 1e-3, "ada_lin gamma rows")  # init_adaln_gamma 1e-3 at depth 4
-        assert_std(ada[2 * C:], std * 0.5, "ada_lin scale/shift rows")
-        for bias in (block.ada_lin[1].bias, block.attn.q_bias, block.attn.v_bias, block.attn.zero_k_bias,
-                     block.attn.proj.bias, block.ffn.fc1.bias, block.ffn.fc2.bias):
+        assert_std(ada[2 * C :], std * 0.5, "ada_lin scale/shift rows")
+        for bias in (
+            block.ada_lin[1].bias,
+            block.attn.q_bias,
+            block.attn.v_bias,
+            block.attn.zero_k_bias,
+            block.attn.proj.bias,
+            block.ffn.fc1.bias,
+            block.ffn.fc2.bias,
+        ):
             assert float(bias.abs().max()) == 0
         torch.testing.assert_close(block.attn.scale_mul_1H11, torch.full((1, 4, 1, 1), math.log(4.0)))
         assert block.attn.mat_qkv.bias is None and "zero_k_bias" in dict(block.attn.named_buffers())
@@ -189,8 +195,7 @@ def _spec_quantizer(seed: int):
 
     torch.manual_seed(seed)
     # 10 scales to 16x16 as released, tiny channels and codebook
-    quantizer = MultiScaleQuantizer(VQVAEConfig(image_size=256, channels=32, codebook_size=48,
-                                                latent_channels=4))
+    quantizer = MultiScaleQuantizer(VQVAEConfig(image_size=256, channels=32, codebook_size=48, latent_channels=4))
     _randomise(quantizer, seed)
     return quantizer
 
@@ -201,10 +206,15 @@ def test_residual_quantization_and_teacher_forcing_follow_the_spec():
     with torch.no_grad():
         expected_indices, expected_f_hat, partial_sums = _reference_encode(quantizer, f)
         indices = quantizer.latent_to_indices(f)
-        assert all(torch.equal(a, b) for a, b in zip(indices, expected_indices))
+        assert all(torch.equal(a, b) for a, b in zip(indices, expected_indices, strict=True))
         torch.testing.assert_close(quantizer.indices_to_latent(indices), expected_f_hat, atol=1e-5, rtol=1e-5)
-        expected_input = torch.cat([F.adaptive_avg_pool2d(partial_sums[k], pn).flatten(2).transpose(1, 2)
-                                    for k, pn in enumerate(quantizer.patch_nums[1:])], dim=1)
+        expected_input = torch.cat(
+            [
+                F.adaptive_avg_pool2d(partial_sums[k], pn).flatten(2).transpose(1, 2)
+                for k, pn in enumerate(quantizer.patch_nums[1:])
+            ],
+            dim=1,
+        )
         torch.testing.assert_close(quantizer.teacher_forcing_input(indices), expected_input, atol=1e-5, rtol=1e-5)
 
 
@@ -244,8 +254,9 @@ def test_resamplers_and_decoder_clamp():
     x = torch.randn(1, 32, 6, 6)
     down, up = Downsample(32), Upsample(32)
     with torch.no_grad():
-        torch.testing.assert_close(down(x), F.conv2d(F.pad(x, (0, 1, 0, 1)), down.conv.weight, down.conv.bias,
-                                                     stride=2))
+        torch.testing.assert_close(
+            down(x), F.conv2d(F.pad(x, (0, 1, 0, 1)), down.conv.weight, down.conv.bias, stride=2)
+        )
         nearest = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
         torch.testing.assert_close(up(x), F.conv2d(nearest, up.conv.weight, up.conv.bias, padding=1))
         vqvae = VQVAE(VQVAEConfig.debug())
@@ -357,7 +368,7 @@ def test_quantizer_runs_in_float32_under_autocast():
     torch.testing.assert_close(loss_low, loss)
     torch.testing.assert_close(usage_low, usage)
     torch.testing.assert_close(teacher_low, quantizer.teacher_forcing_input(indices))
-    assert all(torch.equal(a, b) for a, b in zip(indices_low, indices))
+    assert all(torch.equal(a, b) for a, b in zip(indices_low, indices, strict=True))
 
 
 # ---------------------------------------------------------------- released checkpoints

@@ -23,9 +23,18 @@ DEVICE = "NVIDIA H200"
 
 
 def _record(depth: int, flops: float, micro_batch: int = 32, device_name: str = DEVICE, **fields) -> ThroughputRecord:
-    values = {"device_name": device_name, "depth": depth, "image_size": 256, "precision": "bfloat16",
-              "compile": True, "attention": "flex", "micro_batch": micro_batch, "activation_checkpointing": False,
-              "flops_per_second": flops, "images_per_second": flops / 1e12}
+    values = {
+        "device_name": device_name,
+        "depth": depth,
+        "image_size": 256,
+        "precision": "bfloat16",
+        "compile": True,
+        "attention": "flex",
+        "micro_batch": micro_batch,
+        "activation_checkpointing": False,
+        "flops_per_second": flops,
+        "images_per_second": flops / 1e12,
+    }
     values.update(fields)
     return ThroughputRecord(**values)
 
@@ -80,13 +89,17 @@ def test_a_file_of_another_device_names_both_devices(tmp_path):
         _lookup(ThroughputTable.load(path), 16)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda r: r.pop("depth"), r"records\[0\]: field 'depth' is missing"),
-    (lambda r: r.update(flops_per_second="fast"), r"field 'flops_per_second' = 'fast' is not allowed"),
-    (lambda r: r.update(compile="yes"), r"field 'compile' = 'yes' is not allowed: true or false"),
-    (lambda r: r.update(micro_batch=0), r"field 'micro_batch' = 0 is not allowed"),
-    (lambda r: r.update(speed=1), r"unknown field\(s\) \['speed'\]"),
-], ids=["missing", "not-a-number", "not-a-bool", "zero", "unknown"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.pop("depth"), r"records\[0\]: field 'depth' is missing"),
+        (lambda r: r.update(flops_per_second="fast"), r"field 'flops_per_second' = 'fast' is not allowed"),
+        (lambda r: r.update(compile="yes"), r"field 'compile' = 'yes' is not allowed: true or false"),
+        (lambda r: r.update(micro_batch=0), r"field 'micro_batch' = 0 is not allowed"),
+        (lambda r: r.update(speed=1), r"unknown field\(s\) \['speed'\]"),
+    ],
+    ids=["missing", "not-a-number", "not-a-bool", "zero", "unknown"],
+)
 def test_a_malformed_record_names_the_field(tmp_path, change, message):
     path = tmp_path / "throughput.json"
     save_record(path, _record(16, 3e14))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from var_model import DataError, VAR, VARConfig
+from var_model import VAR, DataError, VARConfig
 from var_model.generation import cached_teacher_forcing_logits
 from var_model.var import block_causal_bias, loss_per_token
 

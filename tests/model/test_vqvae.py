@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from var_model import DataError, VQVAE, VQVAEConfig
+from var_model import VQVAE, DataError, VQVAEConfig
 from var_model.vqvae import phi_index_map
 
 
@@ -42,7 +42,7 @@ def test_residual_quantization_reduces_error(tiny_vqvae, tiny_images):
         f = tiny_vqvae.encode_latent(tiny_images)
         quantizer.embedding.weight.copy_(f.permute(0, 2, 3, 1).reshape(-1, 8)[torch.randperm(64)])
         indices = tiny_vqvae.encode_indices(tiny_images)
-        errors = [float((quantizer.indices_to_latent(indices[:k + 1]) - f).square().mean()) for k in range(3)]
+        errors = [float((quantizer.indices_to_latent(indices[: k + 1]) - f).square().mean()) for k in range(3)]
     assert errors[2] < errors[0]
 
 
@@ -69,8 +69,11 @@ def test_wrong_image_size_is_a_clear_error(tiny_vqvae):
 
 
 def test_bad_indices_are_clear_errors(tiny_vqvae):
-    good = [torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 4, dtype=torch.long),
-            torch.zeros(2, 16, dtype=torch.long)]
+    good = [
+        torch.zeros(2, 1, dtype=torch.long),
+        torch.zeros(2, 4, dtype=torch.long),
+        torch.zeros(2, 16, dtype=torch.long),
+    ]
     with pytest.raises(DataError, match=r"indices\[1\] must be .*\(B, 4\)"):
         tiny_vqvae.decode_indices([good[0], torch.zeros(2, 9, dtype=torch.long), good[2]])
     with pytest.raises(DataError, match=r"outside \[0, 64\)"):

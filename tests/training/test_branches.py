@@ -54,7 +54,12 @@ def base(tiny_trial):
     class dropout and drop-path on (so the RNG streams matter)."""
     return tiny_trial.replace(
         model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5, "drop_path_rate": 0.2},
-        schedule="wsd", warmup_steps=2, decay_fraction=0.2, log_every=3, eval_every=6, eval_images=16,
+        schedule="wsd",
+        warmup_steps=2,
+        decay_fraction=0.2,
+        log_every=3,
+        eval_every=6,
+        eval_images=16,
     )
 
 
@@ -89,8 +94,9 @@ def test_branches_equal_independent_wsd_runs_bit_for_bit(base, tmp_path, micro_b
 
     for fork in recorder.forks:
         budget = fork.budget_value
-        independent = base.replace(output_dir=str(tmp_path / f"independent_{budget:g}"), budget_value=budget,
-                                   decay_shape="sqrt")
+        independent = base.replace(
+            output_dir=str(tmp_path / f"independent_{budget:g}"), budget_value=budget, decay_shape="sqrt"
+        )
         expected = run_trial(independent, resume=False)
         branch = branch_config(trunk, fork, str(tmp_path / f"branch_{budget:g}"), decay_shape="sqrt")
         result = run_trial(branch, resume=False)
@@ -103,7 +109,8 @@ def test_branches_equal_independent_wsd_runs_bit_for_bit(base, tmp_path, micro_b
         assert branch_records == [record for record in independent_records if record["step"] > fork.step]
         # the trunk trained exactly the independent run's first steps (same lr, losses, counters)
         assert [record for record in trunk_records if record["step"] < fork.step] == [
-            record for record in independent_records if record["step"] < fork.step]
+            record for record in independent_records if record["step"] < fork.step
+        ]
     long_records = _strip(read_metrics(tmp_path / f"independent_{LONG:g}" / "metrics.jsonl"))
     assert trunk_records == [record for record in long_records if record["step"] <= FORK_OF[LONG]]
 
@@ -126,8 +133,10 @@ def test_a_killed_trunk_resumes_and_keeps_the_forks_it_wrote(base, tmp_path):
     events = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert [event["step"] for event in events if event["event"] == "fork"] == [8, 12]  # each once
     for step in (8, 12):
-        _assert_same_weights(load_checkpoint(fork_file(trunk.output_dir, step))["model"],
-                             load_checkpoint(fork_file(straight.info["trial_config"]["output_dir"], step))["model"])
+        _assert_same_weights(
+            load_checkpoint(fork_file(trunk.output_dir, step))["model"],
+            load_checkpoint(fork_file(straight.info["trial_config"]["output_dir"], step))["model"],
+        )
     # a relaunch of the finished trunk trains nothing and still lists its forks
     again = Recorder()
     assert run_trial(trunk, callback=again) == resumed and again.started == []

@@ -15,8 +15,7 @@ import torch
 
 from var_model.errors import CheckpointError
 from var_model.training import TrialCallback, run_trial
-from var_model.training.checkpoint import (CHECKPOINT_FILE, capture_rng_state, load_checkpoint,
-                                           restore_rng_state)
+from var_model.training.checkpoint import CHECKPOINT_FILE, capture_rng_state, load_checkpoint, restore_rng_state
 
 
 class _RunsACommand:
@@ -31,8 +30,16 @@ class _RunsACommand:
 
 def _write_payload_checkpoint(path: Path, marker: Path) -> None:
     # every key a real checkpoint has, so that only the payload can make the load fail
-    state = {"format": 2, "step": 1, "model": {}, "optimizer": {}, "schedule": {}, "data_position": {},
-             "trial_config": {}, "rng": _RunsACommand(f"touch {marker}")}
+    state = {
+        "format": 2,
+        "step": 1,
+        "model": {},
+        "optimizer": {},
+        "schedule": {},
+        "data_position": {},
+        "trial_config": {},
+        "rng": _RunsACommand(f"touch {marker}"),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
 
@@ -43,7 +50,9 @@ def test_sample_refuses_a_payload_checkpoint_without_running_it(tmp_path):
     varscale = Path(sys.executable).with_name("varscale")
     completed = subprocess.run(
         [str(varscale), "sample", str(checkpoint), "--labels", "0", "--out", str(tmp_path / "x.png")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 2, completed.stderr
     assert "never unpickles" in completed.stderr and "system" in completed.stderr  # names the refused global
@@ -81,8 +90,13 @@ def _as_format_one(path: Path) -> None:
     state = load_checkpoint(path)
     numpy_state, python_state = state["rng"]["numpy"], state["rng"]["python"]
     state["format"] = 1
-    state["rng"]["numpy"] = (numpy_state["bit_generator"], numpy_state["key"].numpy().astype(np.uint32),
-                             numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    state["rng"]["numpy"] = (
+        numpy_state["bit_generator"],
+        numpy_state["key"].numpy().astype(np.uint32),
+        numpy_state["position"],
+        numpy_state["has_gauss"],
+        numpy_state["cached_gaussian"],
+    )
     state["rng"]["python"] = (python_state["version"], tuple(python_state["state"]), python_state["gauss"])
     torch.save(state, path)
 
@@ -97,8 +111,9 @@ class _StopAtCheckpoint(TrialCallback):
 
 
 def test_a_format_one_checkpoint_resumes_bit_exactly(tiny_trial, tmp_path):
-    config = tiny_trial.replace(model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5,
-                                       "drop_path_rate": 0.2})
+    config = tiny_trial.replace(
+        model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5, "drop_path_rate": 0.2}
+    )
     reference = run_trial(config.replace(output_dir=str(tmp_path / "reference")), resume=False)
     interrupted = config.replace(output_dir=str(tmp_path / "interrupted"))
     with pytest.raises(KeyboardInterrupt):

@@ -15,8 +15,9 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs 
 
 def test_auto_choices_on_cpu_are_sdpa_eager_and_plain(tiny_trial):
     parts = build_trial(tiny_trial, CPU, verify_cache=False)
-    assert parts.execution == ExecutionChoices(attention="sdpa", compile=False, activation_checkpointing=False,
-                                               sharding="single")
+    assert parts.execution == ExecutionChoices(
+        attention="sdpa", compile=False, activation_checkpointing=False, sharding="single"
+    )
     assert parts.var.attention_kernel == "sdpa" and not parts.var.activation_checkpointing
     assert parts.model is parts.var  # one process: neither DDP nor FSDP
     assert parts.info["attention"] == "sdpa" and parts.info["compile"] is False
@@ -49,8 +50,14 @@ def test_compile_compiles_every_block_in_place(tiny_trial):
 @pytest.mark.slow
 def test_compiled_trial_matches_the_eager_one(tiny_trial, tmp_path):
     model = {"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.0, "drop_path_rate": 0.0}
-    eager = tiny_trial.replace(model=model, output_dir=str(tmp_path / "eager"), budget_value=16 * 4,
-                               eval_every=0, checkpoint_every=0, eval_images=16)
+    eager = tiny_trial.replace(
+        model=model,
+        output_dir=str(tmp_path / "eager"),
+        budget_value=16 * 4,
+        eval_every=0,
+        checkpoint_every=0,
+        eval_images=16,
+    )
     compiled = eager.replace(output_dir=str(tmp_path / "compiled"), compile=True)
     first, second = run_trial(eager, resume=False), run_trial(compiled, resume=False)
     assert second.info["compile"] is True
@@ -62,12 +69,9 @@ def test_compiled_trial_matches_the_eager_one(tiny_trial, tmp_path):
 @requires_cuda
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_flex_compiled_micro_batched_trial_runs_on_cuda(tiny_trial, tmp_path, precision):
-    base = tiny_trial.replace(device="cuda", precision=precision, micro_batch_size=4,
-                              activation_checkpointing="blocks")
-    sdpa = run_trial(base.replace(output_dir=str(tmp_path / "sdpa"), attention="sdpa", compile=False),
-                     resume=False)
-    flex = run_trial(base.replace(output_dir=str(tmp_path / "flex"), attention="flex", compile=True),
-                     resume=False)
+    base = tiny_trial.replace(device="cuda", precision=precision, micro_batch_size=4, activation_checkpointing="blocks")
+    sdpa = run_trial(base.replace(output_dir=str(tmp_path / "sdpa"), attention="sdpa", compile=False), resume=False)
+    flex = run_trial(base.replace(output_dir=str(tmp_path / "flex"), attention="flex", compile=True), resume=False)
     assert flex.status == sdpa.status == "completed"
     assert flex.info["attention"] == "flex" and flex.info["compile"] is True
     assert flex.info["accumulation_steps"] == 4

@@ -33,8 +33,9 @@ def max_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tenso
 
 @pytest.fixture
 def three_steps(tiny_trial) -> TrialConfig:
-    return tiny_trial.replace(model=NO_RANDOM_DRAWS, budget_value=16 * 3, eval_every=0, checkpoint_every=0,
-                              log_every=1, eval_images=8)
+    return tiny_trial.replace(
+        model=NO_RANDOM_DRAWS, budget_value=16 * 3, eval_every=0, checkpoint_every=0, log_every=1, eval_images=8
+    )
 
 
 def test_micro_batches_give_the_full_batch_update(three_steps, tmp_path):
@@ -44,14 +45,14 @@ def test_micro_batches_give_the_full_batch_update(three_steps, tmp_path):
     assert split_result.info["accumulation_steps"] == 4 and full_result.info["accumulation_steps"] == 1
     # the weights moved (the comparison is not of two initial states) and agree after 3 updates
     assert max_difference(final_weights(full), final_weights(split)) < 1e-6
-    assert split_result.metrics["final_train_loss"] == pytest.approx(full_result.metrics["final_train_loss"],
-                                                                     rel=1e-6)
+    assert split_result.metrics["final_train_loss"] == pytest.approx(full_result.metrics["final_train_loss"], rel=1e-6)
     assert split_result.metrics["final_images"] == full_result.metrics["final_images"] == 16 * 3
 
 
 def test_resume_with_micro_batches_is_bit_identical(tiny_trial, tmp_path):
-    config = tiny_trial.replace(micro_batch_size=4, model={"depth": 1, "width": 32, "num_heads": 2,
-                                                           "class_dropout": 0.5, "drop_path_rate": 0.2})
+    config = tiny_trial.replace(
+        micro_batch_size=4, model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5, "drop_path_rate": 0.2}
+    )
     straight = run_trial(config.replace(output_dir=str(tmp_path / "straight")), resume=False)
     interrupted = config.replace(output_dir=str(tmp_path / "interrupted"))
     with pytest.raises(Interrupt):
@@ -110,8 +111,9 @@ def _free_port() -> int:
 
 
 def _rank(rank: int, world_size: int, port: int, config: TrialConfig) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     run_trial(config, resume=False)
 

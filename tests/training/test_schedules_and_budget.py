@@ -22,7 +22,7 @@ def test_paper_schedule_is_flat_for_five_percent_then_linear_to_the_final_fracti
     middle = 50 + (1000 - 50) / 2
     assert schedule.factor(int(middle)) == pytest.approx(0.55, abs=1e-3)
     factors = [schedule.factor(step) for step in range(1001)]
-    assert all(a >= b for a, b in zip(factors, factors[1:]))
+    assert all(a >= b for a, b in zip(factors, factors[1:], strict=False))
 
 
 def test_cosine_and_wsd_end_at_the_final_fraction():
@@ -65,8 +65,11 @@ def test_wsd_decay_shapes_follow_their_formulas_from_the_fork_step():
     total, final = 50, 0.1
     start = fork_step(total, 0.2)
     assert start == 40
-    shapes = {"linear": lambda x: 1 - x, "sqrt": lambda x: 1 - math.sqrt(x),
-              "cosine": lambda x: 0.5 * (1 + math.cos(math.pi * x))}
+    shapes = {
+        "linear": lambda x: 1 - x,
+        "sqrt": lambda x: 1 - math.sqrt(x),
+        "cosine": lambda x: 0.5 * (1 + math.cos(math.pi * x)),
+    }
     for shape, g in shapes.items():
         schedule = LRSchedule("wsd", 1.0, total, 5, final_lr_fraction=final, decay_fraction=0.2, decay_shape=shape)
         assert schedule.factor(start - 1) == 1.0

@@ -33,8 +33,9 @@ def _free_port() -> int:
 
 
 def _join_ranks(rank: int, world_size: int, port: int) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
 
 
@@ -113,8 +114,9 @@ class InterruptAt(TrialCallback):
             raise Interrupt
 
 
-def _trial_rank(rank: int, world_size: int, port: int, config: TrialConfig, resume: bool,
-                callback: TrialCallback | None) -> None:
+def _trial_rank(
+    rank: int, world_size: int, port: int, config: TrialConfig, resume: bool, callback: TrialCallback | None
+) -> None:
     _join_ranks(rank, world_size, port)
     run_trial(config, callback=callback, resume=resume)
 
@@ -142,8 +144,11 @@ def test_fsdp_trial_matches_one_process_and_its_checkpoints_resume_under_any_lay
     fsdp = config.replace(sharding="fsdp", micro_batch_size=4)
 
     single = run_trial(config.replace(output_dir=str(tmp_path / "single")), resume=False)
-    sharded = _two_ranks(fsdp.replace(output_dir=str(tmp_path / "fsdp")), resume=False,
-                         callback=SnapshotAt(6, str(tmp_path / "from_fsdp")))
+    sharded = _two_ranks(
+        fsdp.replace(output_dir=str(tmp_path / "fsdp")),
+        resume=False,
+        callback=SnapshotAt(6, str(tmp_path / "from_fsdp")),
+    )
     assert sharded.status == "completed" and sharded.info["sharding"] == "fsdp"
     _assert_weights_close(_weights(str(tmp_path / "fsdp")), _weights(str(tmp_path / "single")))
     for key in ("final_test_loss_avg", "final_test_error_avg", "final_test_loss_last", "final_train_loss"):
@@ -167,11 +172,13 @@ def test_fsdp_trial_matches_one_process_and_its_checkpoints_resume_under_any_lay
     vqvae = cache.load_tokenizer(torch.device("cpu"))
     state = _weights(str(tmp_path / "fsdp"))
     var_path, vae_path = tmp_path / "var.pth", tmp_path / "vae.pth"
-    _, var = load_official(state, vqvae.state_dict(), patch_nums=vqvae.config.patch_nums,
-                           vqvae_overrides=_vqvae_fields(vqvae))
+    _, var = load_official(
+        state, vqvae.state_dict(), patch_nums=vqvae.config.patch_nums, vqvae_overrides=_vqvae_fields(vqvae)
+    )
     save_official(vqvae, var, var_path, vae_path)
-    _, reloaded = load_official(var_path, vae_path, patch_nums=vqvae.config.patch_nums,
-                                vqvae_overrides=_vqvae_fields(vqvae))
+    _, reloaded = load_official(
+        var_path, vae_path, patch_nums=vqvae.config.patch_nums, vqvae_overrides=_vqvae_fields(vqvae)
+    )
     for name, tensor in state.items():
         assert torch.equal(reloaded.state_dict()[name], tensor), name
 

@@ -50,15 +50,18 @@ def test_iterate_yields_whole_split_in_order_and_model_input_range():
     assert tensor.shape == (2, 3, 32, 32) and tensor.min() >= -1 and tensor.max() <= 1
 
 
-@pytest.mark.parametrize("fields, fragment", [
-    ({"kind": "lmdb"}, "data.kind"),
-    ({"resolution": 30}, "data.resolution"),
-    ({"num_classes": len(SHAPE_NAMES) + 1}, "data.num_classes"),
-    ({"crops_per_image": 2}, "crops_per_image"),
-    ({"kind": "image_folder"}, "data.root"),
-    ({"train_images": 0}, "data.train_images"),
-    ({"pixel_noise": 0.9}, "data.pixel_noise"),
-])
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"kind": "lmdb"}, "data.kind"),
+        ({"resolution": 30}, "data.resolution"),
+        ({"num_classes": len(SHAPE_NAMES) + 1}, "data.num_classes"),
+        ({"crops_per_image": 2}, "crops_per_image"),
+        ({"kind": "image_folder"}, "data.root"),
+        ({"train_images": 0}, "data.train_images"),
+        ({"pixel_noise": 0.9}, "data.pixel_noise"),
+    ],
+)
 def test_bad_data_config_names_the_field(fields, fragment):
     with pytest.raises(ConfigError, match=fragment):
         DataConfig(**fields)

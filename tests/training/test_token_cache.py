@@ -50,8 +50,9 @@ def test_changed_tokenizer_or_data_builds_a_new_cache(vqvae, built, tmp_path):
     with torch.no_grad():
         changed.quantize.embedding.weight[0] += 1.0
     by_tokenizer = build_token_cache(changed, DATA, tmp_path, batch_size=16)
-    by_data = build_token_cache(vqvae, DataConfig(train_images=40, test_images=16, num_classes=4, seed=2),
-                                tmp_path, batch_size=16)
+    by_data = build_token_cache(
+        vqvae, DataConfig(train_images=40, test_images=16, num_classes=4, seed=2), tmp_path, batch_size=16
+    )
     assert not by_tokenizer.reused and not by_data.reused
     assert len({built.path, by_tokenizer.path, by_data.path}) == 3
     # the old cache is untouched: trials reading it are not disturbed
@@ -82,8 +83,13 @@ def test_missing_manifest_is_a_clear_error(tmp_path):
 def test_no_temporary_directories_are_left_behind(built, tmp_path):
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".building")]
     manifest = json.loads((built.path / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"tokenizer.pt", "train_indices.npy", "train_labels.npy",
-                                      "test_indices.npy", "test_labels.npy"}
+    assert set(manifest["files"]) == {
+        "tokenizer.pt",
+        "train_indices.npy",
+        "train_labels.npy",
+        "test_indices.npy",
+        "test_labels.npy",
+    }
 
 
 def test_unigram_baseline_matches_a_direct_computation(built):

@@ -5,8 +5,13 @@ import torch
 from var_model.config import VQVAEConfig
 from var_model.data import DataConfig, ImageSource, images_to_model_input
 from var_model.errors import ConfigError
-from var_model.tokenizer import (TokenizerStageConfig, TokenizerTrainingConfig, reseed_dead_codes,
-                                 run_tokenizer_stage, train_tokenizer)
+from var_model.tokenizer import (
+    TokenizerStageConfig,
+    TokenizerTrainingConfig,
+    reseed_dead_codes,
+    run_tokenizer_stage,
+    train_tokenizer,
+)
 from var_model.vqvae import VQVAE
 
 
@@ -14,8 +19,9 @@ def test_training_lowers_reconstruction_error_and_reports_usage_per_scale():
     torch.manual_seed(0)
     source = ImageSource(DataConfig(train_images=64, test_images=16, num_classes=4))
     vqvae = VQVAE(VQVAEConfig.debug())
-    config = TokenizerTrainingConfig(steps=6, batch_size=4, lr=2e-3, log_every=3, dead_code_every=3,
-                                     eval_images=16, codebook_init_from_data=False)
+    config = TokenizerTrainingConfig(
+        steps=6, batch_size=4, lr=2e-3, log_every=3, dead_code_every=3, eval_images=16, codebook_init_from_data=False
+    )
     report = train_tokenizer(vqvae, source, config)
     assert len(report.codebook_usage) == 3 and all(0 < u <= 1 for u in report.codebook_usage)
     assert report.history[-1]["reconstruction_mse"] < report.history[0]["reconstruction_mse"]
@@ -28,8 +34,9 @@ def test_codebook_initialised_from_data_is_used_more_than_a_random_one():
     usage = {}
     for from_data in (False, True):
         torch.manual_seed(0)
-        config = TokenizerTrainingConfig(steps=1, batch_size=4, lr=1e-6, dead_code_every=0, eval_images=32,
-                                         codebook_init_from_data=from_data)
+        config = TokenizerTrainingConfig(
+            steps=1, batch_size=4, lr=1e-6, dead_code_every=0, eval_images=32, codebook_init_from_data=from_data
+        )
         usage[from_data] = train_tokenizer(VQVAE(VQVAEConfig.debug()), source, config).codebook_usage_any_scale
     assert usage[True] > usage[False]
 
@@ -71,8 +78,9 @@ def test_stage_is_a_function_of_its_config(tiny_stage, tmp_path):
 
 
 def test_stage_config_from_mapping_and_errors(tmp_path):
-    config = TokenizerStageConfig.from_dict({"data": {"train_images": 8}, "vqvae": "debug", "cache_root": str(tmp_path),
-                                             "training": {"steps": 3}})
+    config = TokenizerStageConfig.from_dict(
+        {"data": {"train_images": 8}, "vqvae": "debug", "cache_root": str(tmp_path), "training": {"steps": 3}}
+    )
     assert config.training.steps == 3 and config.vqvae == VQVAEConfig.debug()
     with pytest.raises(ConfigError, match="unknown tokenizer training keys"):
         TokenizerStageConfig.from_dict({"data": {}, "cache_root": "x", "training": {"stpes": 3}})
@@ -86,10 +94,17 @@ def test_stage_loads_released_format_weights_and_reports_them(tmp_path):
     torch.manual_seed(0)
     released = VQVAE(VQVAEConfig.debug())
     torch.save(released.state_dict(), tmp_path / "vae.pth")
-    config = TokenizerStageConfig.from_dict({
-        "data": {"train_images": 16, "test_images": 8, "num_classes": 2}, "vqvae": "debug",
-        "cache_root": str(tmp_path / "cache"), "kind": "load_official", "vqvae_path": str(tmp_path / "vae.pth"),
-        "training": {"eval_images": 8}, "device": "cpu"})
+    config = TokenizerStageConfig.from_dict(
+        {
+            "data": {"train_images": 16, "test_images": 8, "num_classes": 2},
+            "vqvae": "debug",
+            "cache_root": str(tmp_path / "cache"),
+            "kind": "load_official",
+            "vqvae_path": str(tmp_path / "vae.pth"),
+            "training": {"eval_images": 8},
+            "device": "cpu",
+        }
+    )
     result = run_tokenizer_stage(config)
     from var_model.tokenizer import TokenCache
 

@@ -32,8 +32,17 @@ def test_trial_completes_with_the_schema_metrics_and_counters(tiny_trial):
     result = run_trial(tiny_trial, callback=recorder, resume=False)
     assert result.status == "completed" and result.steps == 12
     info = recorder.started[0]
-    for key in ("depth", "width", "params_total", "params_per_token", "flops_per_image",
-                "flops_per_image_6n", "steps", "lr", "batch_size"):
+    for key in (
+        "depth",
+        "width",
+        "params_total",
+        "params_per_token",
+        "flops_per_image",
+        "flops_per_image_6n",
+        "steps",
+        "lr",
+        "batch_size",
+    ):
         assert key in info, key
     assert info["steps"] == 12 and info["resumed_step"] == 0
     assert [step for step, _ in recorder.metrics] == [4, 6, 8, 12]
@@ -42,12 +51,29 @@ def test_trial_completes_with_the_schema_metrics_and_counters(tiny_trial):
         assert metrics["tokens"] == 16 * 21 * step
         assert metrics["flops"] == 16 * info["flops_per_image"] * step
     final_step, final = recorder.metrics[-1]
-    for key in ("train_loss", "train_error", "lr", "test_loss_avg", "test_loss_last", "test_error_avg",
-                "test_error_last", "test_loss_scale_00", "test_loss_scale_01", "test_loss_scale_02"):
+    for key in (
+        "train_loss",
+        "train_error",
+        "lr",
+        "test_loss_avg",
+        "test_loss_last",
+        "test_error_avg",
+        "test_error_last",
+        "test_loss_scale_00",
+        "test_loss_scale_01",
+        "test_loss_scale_02",
+    ):
         assert key in final, key
     assert final["test_loss_scale_02"] == pytest.approx(final["test_loss_last"])
-    for key in ("final_test_loss_avg", "final_test_loss_last", "final_test_error_avg", "final_test_error_last",
-                "final_images", "final_tokens", "final_flops"):
+    for key in (
+        "final_test_loss_avg",
+        "final_test_loss_last",
+        "final_test_error_avg",
+        "final_test_error_last",
+        "final_images",
+        "final_tokens",
+        "final_flops",
+    ):
         assert key in result.metrics, key
     # it learnt something: far below the uniform loss ln(64) = 4.16
     assert result.metrics["final_test_loss_avg"] < math.log(64) - 0.5
@@ -72,8 +98,9 @@ class InterruptAfterCheckpoint(TrialCallback):
 
 
 def test_resume_after_interruption_is_bit_identical(tiny_trial, tmp_path):
-    config = tiny_trial.replace(model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5,
-                                       "drop_path_rate": 0.2})
+    config = tiny_trial.replace(
+        model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5, "drop_path_rate": 0.2}
+    )
     uninterrupted = run_trial(config.replace(output_dir=str(tmp_path / "straight")), resume=False)
     interrupted = config.replace(output_dir=str(tmp_path / "interrupted"))
     with pytest.raises(Interrupt):
@@ -84,7 +111,10 @@ def test_resume_after_interruption_is_bit_identical(tiny_trial, tmp_path):
     assert resumed.metrics == uninterrupted.metrics  # exact, not approximate
     straight = read_metrics(tmp_path / "straight" / "metrics.jsonl")
     again = read_metrics(tmp_path / "interrupted" / "metrics.jsonl")
-    strip = lambda records: [{k: v for k, v in r.items() if k != "elapsed_seconds"} for r in records]
+
+    def strip(records):
+        return [{k: v for k, v in r.items() if k != "elapsed_seconds"} for r in records]
+
     assert strip(straight) == strip(again)
 
 
@@ -128,8 +158,9 @@ def test_nan_loss_is_a_diverged_result_not_an_exception(tiny_trial, monkeypatch)
 
 
 def test_sample_grid_is_written(tiny_trial):
-    config = tiny_trial.replace(budget_value=16 * 2, sample_grid=True, samples_per_class=2, eval_every=0,
-                                checkpoint_every=0, log_every=1)
+    config = tiny_trial.replace(
+        budget_value=16 * 2, sample_grid=True, samples_per_class=2, eval_every=0, checkpoint_every=0, log_every=1
+    )
     run_trial(config, resume=False)
     from PIL import Image
 

@@ -22,8 +22,19 @@ def test_train_then_sample_through_the_registered_subcommands(tiny_trial, tmp_pa
     printed = capsys.readouterr().out
     assert "completed after 4 steps" in printed and "unigram_test_loss_avg" in printed
     out = tmp_path / "grid.png"
-    args = _parser().parse_args(["sample", f"{tiny_trial.output_dir}/checkpoint.pt", "--labels", "0", "3",
-                                 "--per-label", "2", "--out", str(out)])
+    args = _parser().parse_args(
+        [
+            "sample",
+            f"{tiny_trial.output_dir}/checkpoint.pt",
+            "--labels",
+            "0",
+            "3",
+            "--per-label",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert args.handler(args) == 0 and out.is_file()
 
 
@@ -49,11 +60,14 @@ def test_cache_root_with_one_cache_resolves_and_with_two_is_ambiguous(tiny_stage
         TokenCache.open(tmp_path)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.colour=red", r"unknown model keys \['colour'\]"),  # a sub-key reaches the nested mapping
-    ("budget_value", r"--set 'budget_value': expected KEY\.SUB=VALUE, e\.g\. --set budget_value=2e4"),
-    ("budget_value=[1", r"--set 'budget_value=\[1': the value is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.colour=red", r"unknown model keys \['colour'\]"),  # a sub-key reaches the nested mapping
+        ("budget_value", r"--set 'budget_value': expected KEY\.SUB=VALUE, e\.g\. --set budget_value=2e4"),
+        ("budget_value=[1", r"--set 'budget_value=\[1': the value is not valid YAML"),
+    ],
+)
 def test_train_set_speaks_the_study_dialect(tiny_trial, tmp_path, override, message):
     path = tmp_path / "trial.yaml"
     tiny_trial.to_yaml(path)

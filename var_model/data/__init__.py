@@ -1,8 +1,8 @@
 """Study data: the embedded procedural dataset and ImageNet-layout folders.
 
-    from var_model.data import DataConfig, ImageSource
-    source = ImageSource(DataConfig(kind="synthetic", resolution=32))
-    for images_NHWC, labels in source.iterate("train", batch_size=256): ...
+from var_model.data import DataConfig, ImageSource
+source = ImageSource(DataConfig(kind="synthetic", resolution=32))
+for images_NHWC, labels in source.iterate("train", batch_size=256): ...
 """
 
 from var_model.data.config import DataConfig

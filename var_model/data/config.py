@@ -68,8 +68,7 @@ class DataConfig:
         if self.kind == "synthetic":
             if self.num_classes > len(SHAPE_NAMES):
                 raise ConfigError(
-                    f"data.num_classes is {self.num_classes}; the synthetic data has "
-                    f"{len(SHAPE_NAMES)} classes at most"
+                    f"data.num_classes is {self.num_classes}; the synthetic data has {len(SHAPE_NAMES)} classes at most"
                 )
             if self.crops_per_image != 1:
                 raise ConfigError(
@@ -85,8 +84,7 @@ class DataConfig:
                 raise ConfigError("data.kind is 'image_folder' but data.root is not set")
             if not (1.0 <= float(self.resize_ratio) <= 2.0):
                 raise ConfigError(
-                    f"data.resize_ratio is {self.resize_ratio!r}; allowed range [1, 2] "
-                    "(1.125 in the paper)"
+                    f"data.resize_ratio is {self.resize_ratio!r}; allowed range [1, 2] (1.125 in the paper)"
                 )
 
     @classmethod

@@ -88,9 +88,7 @@ class ImageFolderSplit:
             if picture is None:
                 continue
             crop_generator = np.random.default_rng([seed, image_index, crop_index])
-            images.append(
-                transform_image(picture, resolution, resize_ratio, random_crop, crop_generator)
-            )
+            images.append(transform_image(picture, resolution, resize_ratio, random_crop, crop_generator))
             labels.append(label)
             if len(images) == batch_size:
                 yield np.stack(images), np.asarray(labels, dtype=np.int64)

@@ -76,17 +76,14 @@ class ImageSource:
             identity[f"{split}_files"] = folder.fingerprint()
         return identity
 
-    def iterate(
-        self, split: str, batch_size: int, crop_index: int = 0
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def iterate(self, split: str, batch_size: int, crop_index: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (images_NHWC uint8, labels int64) in a fixed order."""
         self._check_split(split)
         if batch_size < 1:
             raise ConfigError(f"batch_size is {batch_size}; it must be positive")
         if not 0 <= crop_index < self.crops_per_image(split):
             raise ConfigError(
-                f"crop_index is {crop_index}; split {split!r} has "
-                f"{self.crops_per_image(split)} crop(s) per image"
+                f"crop_index is {crop_index}; split {split!r} has {self.crops_per_image(split)} crop(s) per image"
             )
         if self.config.kind == "synthetic":
             images_NHWC, labels = self.arrays(split)
@@ -141,9 +138,6 @@ class ImageSource:
 def images_to_model_input(images_NHWC: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1], the VQVAE's input range."""
     if images_NHWC.dtype != np.uint8 or images_NHWC.ndim != 4 or images_NHWC.shape[-1] != 3:
-        raise DataError(
-            f"expected uint8 images of shape (N, H, W, 3), got {images_NHWC.dtype} "
-            f"{images_NHWC.shape}"
-        )
+        raise DataError(f"expected uint8 images of shape (N, H, W, 3), got {images_NHWC.dtype} {images_NHWC.shape}")
     images = torch.from_numpy(np.ascontiguousarray(images_NHWC)).to(device)
     return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)

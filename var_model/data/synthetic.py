@@ -22,8 +22,18 @@ import numpy as np
 from var_model.errors import ConfigError
 
 SHAPE_NAMES = (
-    "disc", "square", "triangle", "ring", "cross", "star",
-    "ellipse", "crescent", "striped_disc", "checkered_square", "two_discs", "hexagon",
+    "disc",
+    "square",
+    "triangle",
+    "ring",
+    "cross",
+    "star",
+    "ellipse",
+    "crescent",
+    "striped_disc",
+    "checkered_square",
+    "two_discs",
+    "hexagon",
 )
 SPLIT_STREAMS = {"train": 0, "test": 1}
 # Images rendered at once: bounds the float32 work arrays to ~16 MB each at 64x64.
@@ -31,7 +41,11 @@ CHUNK_IMAGES = 1024
 
 
 def generate_synthetic_images(
-    num_images: int, resolution: int, num_classes: int, seed: int, split: str,
+    num_images: int,
+    resolution: int,
+    num_classes: int,
+    seed: int,
+    split: str,
     pixel_noise: float = 0.02,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (images_NHWC uint8, labels int64) for one split; labels are balanced."""
@@ -55,7 +69,7 @@ def _render(rng: np.random.Generator, labels: np.ndarray, resolution: int, pixel
         return rng.uniform(low, high, size=(n, *shape)).astype(np.float32)
 
     # Per-image parameters, drawn in a fixed order so that generation is reproducible.
-    size = draw(0.16, 0.36)                               # shape radius, fraction of the side
+    size = draw(0.16, 0.36)  # shape radius, fraction of the side
     centre = draw(0.0, 1.0, 2) * (1 - 1.4 * size[:, None]) + 0.7 * size[:, None]
     angle = draw(0.0, 2 * np.pi)
     background_a, background_b = draw(0.0, 1.0, 3), draw(0.0, 1.0, 3)
@@ -95,23 +109,18 @@ def _render(rng: np.random.Generator, labels: np.ndarray, resolution: int, pixel
     # Signed distance (shape units) -> pixels -> anti-aliased coverage in [0, 1].
     coverage = np.clip(0.5 - distance * per_image(size) * resolution, 0.0, 1.0)[..., None]
 
-    gradient_position = per_image(np.cos(gradient_angle)) * (x_RR - 0.5) + per_image(
-        np.sin(gradient_angle)
-    ) * (y_RR - 0.5)
+    gradient_position = per_image(np.cos(gradient_angle)) * (x_RR - 0.5) + per_image(np.sin(gradient_angle)) * (
+        y_RR - 0.5
+    )
     gradient_weight = np.clip(gradient_position + 0.5, 0.0, 1.0)[..., None]
-    background = background_a[:, None, None] * (1 - gradient_weight) + background_b[
-        :, None, None
-    ] * gradient_weight
-    blob_distance = (x_RR - per_image(blob_centre[:, 0])) ** 2 + (
-        y_RR - per_image(blob_centre[:, 1])
-    ) ** 2
+    background = background_a[:, None, None] * (1 - gradient_weight) + background_b[:, None, None] * gradient_weight
+    blob_distance = (x_RR - per_image(blob_centre[:, 0])) ** 2 + (y_RR - per_image(blob_centre[:, 1])) ** 2
     blob = per_image(blob_alpha) * np.exp(-blob_distance / (2 * per_image(blob_width) ** 2))
     background = background * (1 - blob[..., None]) + blob_colour[:, None, None] * blob[..., None]
 
     lighting = 1.0 + 0.5 * (per_image(shading[:, 0]) * u + per_image(shading[:, 1]) * v)
     inside = (
-        foreground[:, None, None] * texture[..., None]
-        + foreground_second[:, None, None] * (1 - texture[..., None])
+        foreground[:, None, None] * texture[..., None] + foreground_second[:, None, None] * (1 - texture[..., None])
     ) * np.clip(lighting, 0.5, 1.5)[..., None]
     image = background * (1 - coverage) + inside * coverage
     image = image + per_image(noise_level)[..., None] * noise
@@ -125,9 +134,7 @@ def _regular_polygon(u: np.ndarray, v: np.ndarray, sides: int, apothem: float) -
     return np.max(np.stack(edges), axis=0) - apothem
 
 
-def _shape(
-    name: str, u: np.ndarray, v: np.ndarray, frequency: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _shape(name: str, u: np.ndarray, v: np.ndarray, frequency: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(signed distance in shape units, texture weight in [0, 1]) of one shape class."""
     radius = np.sqrt(u * u + v * v)
     plain = np.ones_like(u)

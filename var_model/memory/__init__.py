@@ -8,15 +8,25 @@ they are checked against come from `var_model.memory_measurement`.
 
 from var_model.memory.execution import ExecutionPlan, choose_execution
 from var_model.memory.plan import (
-                                   ACTIVATION_CHECKPOINTING,
-                                   ATTENTION_KERNELS,
-                                   BYTES_PER_GB,
-                                   PART_NAMES,
-                                   PRECISIONS,
-                                   MemoryPlan,
-                                   format_bytes,
-                                   training_memory,
+    ACTIVATION_CHECKPOINTING,
+    ATTENTION_KERNELS,
+    BYTES_PER_GB,
+    PART_NAMES,
+    PRECISIONS,
+    MemoryPlan,
+    format_bytes,
+    training_memory,
 )
 
-__all__ = ["ACTIVATION_CHECKPOINTING", "ATTENTION_KERNELS", "BYTES_PER_GB", "PART_NAMES", "PRECISIONS",
-           "ExecutionPlan", "MemoryPlan", "choose_execution", "format_bytes", "training_memory"]
+__all__ = [
+    "ACTIVATION_CHECKPOINTING",
+    "ATTENTION_KERNELS",
+    "BYTES_PER_GB",
+    "PART_NAMES",
+    "PRECISIONS",
+    "ExecutionPlan",
+    "MemoryPlan",
+    "choose_execution",
+    "format_bytes",
+    "training_memory",
+]

@@ -116,8 +116,10 @@ class MemoryPlan:
 
     def format(self) -> str:
         details = ", ".join(f"{name.replace('_', ' ')} {format_bytes(value)}" for name, value in self.parts.items())
-        return (f"{format_bytes(self.total_bytes)} (1 GB = 1e9 bytes) at micro-batch {self.micro_batch_size}, "
-                f"{self.precision}, checkpointing {self.activation_checkpointing}, {self.shards} shard(s): {details}")
+        return (
+            f"{format_bytes(self.total_bytes)} (1 GB = 1e9 bytes) at micro-batch {self.micro_batch_size}, "
+            f"{self.precision}, checkpointing {self.activation_checkpointing}, {self.shards} shard(s): {details}"
+        )
 
     def __str__(self) -> str:
         return self.format()
@@ -183,13 +185,28 @@ def _parameter_tensors(config: VARConfig) -> int:
 
 def _largest_parameter(config: VARConfig) -> int:
     C = config.width
-    return max(config.codebook_size * C, 6 * C * C, config.ffn_hidden * C, 3 * C * C,
-               (config.num_classes + 1) * C, config.sequence_length * C)
+    return max(
+        config.codebook_size * C,
+        6 * C * C,
+        config.ffn_hidden * C,
+        3 * C * C,
+        (config.num_classes + 1) * C,
+        config.sequence_length * C,
+    )
 
 
-def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str, activation_checkpointing: str,
-                    shards: int, attention: str = "sdpa", *, accumulation_steps: int = 2, ddp: bool = False,
-                    device: str = "cuda") -> MemoryPlan:
+def training_memory(
+    var_config: VARConfig,
+    micro_batch_size: int,
+    precision: str,
+    activation_checkpointing: str,
+    shards: int,
+    attention: str = "sdpa",
+    *,
+    accumulation_steps: int = 2,
+    ddp: bool = False,
+    device: str = "cuda",
+) -> MemoryPlan:
     """Peak bytes per device of a training step (formula: module docstring).
 
     `precision` as the trainer reads it: bf16/fp16 autocast on CUDA, float32 on CPU (device
@@ -251,19 +268,34 @@ def training_memory(var_config: VARConfig, micro_batch_size: int, precision: str
     batch = INT64_BYTES * (B + N) * accumulation_steps
     moments = {
         "head backward": (gradients_in_backward, activations, 4 * f * N * V, library_workspace),
-        "top block backward": (head_gradients, activations, f * N * V,
-                               recompute + ffn_backward + library_workspace),
+        "top block backward": (head_gradients, activations, f * N * V, recompute + ffn_backward + library_workspace),
         # the last block the backward reaches: every other gradient allocated, activations
         # down to the embeddings' (its input among them) and this block's (or its recompute)
-        "first block backward": (all_gradients - -(-f * (P_block + counts["embeddings"]) // shards),
-                                 outside + (block if recompute == 0 else 0), f * N * V,
-                                 recompute + ffn_backward + library_workspace),
+        "first block backward": (
+            all_gradients - -(-f * (P_block + counts["embeddings"]) // shards),
+            outside + (block if recompute == 0 else 0),
+            f * N * V,
+            recompute + ffn_backward + library_workspace,
+        ),
         "optimizer step": (all_gradients, batch, 0, optimizer_transient + library_workspace),
     }
     peak_moment = max(moments, key=lambda name: sum(moments[name]))
     gradients, live_activations, logits_and_loss, workspace = moments[peak_moment]
-    parts = {"weights": weights, "gradients": gradients + gradient_buffers, "optimizer_states": optimizer_states,
-             "activations": live_activations, "logits_and_loss": logits_and_loss, "workspace": workspace}
-    return MemoryPlan(parts=parts, micro_batch_size=B, precision=precision,
-                      activation_checkpointing=activation_checkpointing, shards=shards, attention=attention,
-                      device=device, peak_moment=peak_moment)
+    parts = {
+        "weights": weights,
+        "gradients": gradients + gradient_buffers,
+        "optimizer_states": optimizer_states,
+        "activations": live_activations,
+        "logits_and_loss": logits_and_loss,
+        "workspace": workspace,
+    }
+    return MemoryPlan(
+        parts=parts,
+        micro_batch_size=B,
+        precision=precision,
+        activation_checkpointing=activation_checkpointing,
+        shards=shards,
+        attention=attention,
+        device=device,
+        peak_moment=peak_moment,
+    )

@@ -40,7 +40,7 @@ def unigram_baselines(cache: TokenCache) -> dict[str, float]:
     vocabulary = cache.codebook_size
     train, test = cache.indices("train"), cache.indices("test")
     bounds = np.cumsum([0] + [pn * pn for pn in cache.patch_nums])
-    scale_columns = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    scale_columns = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     everything, last = slice(0, int(bounds[-1])), scale_columns[-1]
 
     counts = _counts(train, everything, vocabulary)

@@ -75,8 +75,7 @@ def build_token_cache(
     source = data if isinstance(data, ImageSource) else ImageSource(data)
     if vqvae.config.image_size != source.config.resolution:
         raise DataError(
-            f"tokenizer image_size {vqvae.config.image_size} does not match data.resolution "
-            f"{source.config.resolution}"
+            f"tokenizer image_size {vqvae.config.image_size} does not match data.resolution {source.config.resolution}"
         )
     cache_root = Path(cache_root)
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -104,8 +103,12 @@ def build_token_cache(
         raise
     encoded = sum(split["rows"] for split in manifest["splits"].values())
     return CacheBuild(
-        final, key, reused=False, seconds=seconds,
-        images_per_second=encoded / max(seconds, 1e-9), skipped=tuple(manifest["skipped"]),
+        final,
+        key,
+        reused=False,
+        seconds=seconds,
+        images_per_second=encoded / max(seconds, 1e-9),
+        skipped=tuple(manifest["skipped"]),
     )
 
 
@@ -121,8 +124,9 @@ def _write_cache(
         crops = source.crops_per_image(split)
         capacity = source.num_images(split)
         indices_path = directory / f"{split}_indices.npy"
-        indices = np.lib.format.open_memmap(indices_path, mode="w+", dtype=index_dtype,
-                                            shape=(crops * capacity, length))
+        indices = np.lib.format.open_memmap(
+            indices_path, mode="w+", dtype=index_dtype, shape=(crops * capacity, length)
+        )
         labels = np.empty(crops * capacity, dtype=np.int32)
         valid = capacity
         for crop in range(crops):
@@ -179,8 +183,11 @@ def resolve_cache_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if (path / MANIFEST_FILE).is_file() or not path.is_dir():
         return path
-    caches = sorted(child for child in path.glob("tokens-*")
-                    if child.is_dir() and "." not in child.name and (child / MANIFEST_FILE).is_file())
+    caches = sorted(
+        child
+        for child in path.glob("tokens-*")
+        if child.is_dir() and "." not in child.name and (child / MANIFEST_FILE).is_file()
+    )
     if len(caches) == 1:
         return caches[0]
     if len(caches) > 1:

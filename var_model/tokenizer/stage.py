@@ -112,9 +112,15 @@ class TokenizerStageConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "data": self.data.to_dict(), "vqvae": self.vqvae.to_dict(), "cache_root": self.cache_root,
-            "kind": self.kind, "training": self.training.to_dict(), "vqvae_path": self.vqvae_path,
-            "encode_batch_size": self.encode_batch_size, "device": self.device, "threads": self.threads,
+            "data": self.data.to_dict(),
+            "vqvae": self.vqvae.to_dict(),
+            "cache_root": self.cache_root,
+            "kind": self.kind,
+            "training": self.training.to_dict(),
+            "vqvae_path": self.vqvae_path,
+            "encode_batch_size": self.encode_batch_size,
+            "device": self.device,
+            "threads": self.threads,
         }
 
 
@@ -147,21 +153,32 @@ def run_tokenizer_stage(
     build = build_token_cache(vqvae, source, cache_root, batch_size=config.encode_batch_size, device=device)
     baselines = unigram_baselines(TokenCache.open(build.path, verify=False))
     return TokenizerStageResult(
-        cache_path=str(build.path), cache_key=build.key, tokenizer_path=str(tokenizer_path),
-        report=report, baselines=baselines, reused_tokenizer=reused_tokenizer,
-        reused_cache=build.reused, cache_build_seconds=build.seconds,
+        cache_path=str(build.path),
+        cache_key=build.key,
+        tokenizer_path=str(tokenizer_path),
+        report=report,
+        baselines=baselines,
+        reused_tokenizer=reused_tokenizer,
+        reused_cache=build.reused,
+        cache_build_seconds=build.seconds,
     )
 
 
 def _obtain_tokenizer(
-    config: TokenizerStageConfig, source: ImageSource, cache_root: Path, device: torch.device,
+    config: TokenizerStageConfig,
+    source: ImageSource,
+    cache_root: Path,
+    device: torch.device,
     log: Callable[[dict[str, float]], None] | None,
 ) -> tuple[VQVAE, Path, dict[str, Any], bool]:
     if config.kind == "train":
         identity = {"data": source.identity(), "vqvae": config.vqvae.to_dict(), "training": config.training.to_dict()}
     else:
-        identity = {"official_file_sha256": _official_file_sha256(Path(config.vqvae_path)),
-                    "patch_nums": list(config.vqvae.patch_nums), "data": source.identity()}
+        identity = {
+            "official_file_sha256": _official_file_sha256(Path(config.vqvae_path)),
+            "patch_nums": list(config.vqvae.patch_nums),
+            "data": source.identity(),
+        }
     key = json_sha256(identity)
     directory = cache_root / f"tokenizer-{key[:16]}"
     if (directory / TOKENIZER_FILE).is_file() and (directory / REPORT_FILE).is_file():
@@ -175,8 +192,7 @@ def _obtain_tokenizer(
         report = train_tokenizer(vqvae, source, config.training, device, log).to_dict()
     else:
         vqvae = load_official_tokenizer(config.vqvae_path, config.vqvae.patch_nums, device)
-        report = dict(evaluate_tokenizer(vqvae, source, config.training.eval_images,
-                                         config.encode_batch_size, device))
+        report = dict(evaluate_tokenizer(vqvae, source, config.training.eval_images, config.encode_batch_size, device))
     freeze(vqvae)
     # write into a temporary sibling, then rename: a concurrent stage sees all or nothing
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -196,8 +212,9 @@ def load_official_tokenizer(path: str, patch_nums: tuple[int, ...], device: torc
     state = read_state_dict(path, "VQVAE")
     vqvae = VQVAE(infer_vqvae_config(state, patch_nums))
     check_state_dict(vqvae, state, "VQVAE")
-    vqvae.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
-                           for name, tensor in state.items()}, strict=True)
+    vqvae.load_state_dict(
+        {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in state.items()}, strict=True
+    )
     return vqvae.to(device)
 
 

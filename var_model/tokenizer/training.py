@@ -115,8 +115,9 @@ def train_tokenizer(
         # every entry counts as dead: all are drawn from this batch's residual vectors
         vqvae.quantize.ema_vocab_hit_SV.zero_()
         images_NHWC, _ = source.random_batch("train", max(config.batch_size, 64), generator)
-        reseed_dead_codes(vqvae, images_to_model_input(images_NHWC, device), optimizer,
-                          config.dead_code_threshold, generator)
+        reseed_dead_codes(
+            vqvae, images_to_model_input(images_NHWC, device), optimizer, config.dead_code_threshold, generator
+        )
     for step in range(1, config.steps + 1):
         images_NHWC, _ = source.random_batch("train", config.batch_size, generator)
         image_B3HW = images_to_model_input(images_NHWC, device)
@@ -145,8 +146,11 @@ def train_tokenizer(
                 log(record)
     evaluation = evaluate_tokenizer(vqvae, source, config.eval_images, config.batch_size, device)
     return TokenizerReport(
-        **evaluation, steps=config.steps, reseeded_codes=reseeded,
-        seconds=time.perf_counter() - started, history=tuple(history),
+        **evaluation,
+        steps=config.steps,
+        reseeded_codes=reseeded,
+        seconds=time.perf_counter() - started,
+        history=tuple(history),
     )
 
 

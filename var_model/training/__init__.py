@@ -14,6 +14,13 @@ from var_model.training.result import TrialResult
 from var_model.training.trainer import run_trial, unigram_reference
 
 __all__ = [
-    "CallbackList", "DistributedContext", "JsonlCallback", "TrialCallback", "TrialConfig",
-    "TrialResult", "read_metrics", "run_trial", "unigram_reference",
+    "CallbackList",
+    "DistributedContext",
+    "JsonlCallback",
+    "TrialCallback",
+    "TrialConfig",
+    "TrialResult",
+    "read_metrics",
+    "run_trial",
+    "unigram_reference",
 ]

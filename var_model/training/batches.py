@@ -43,9 +43,7 @@ class TokenBatches:
         self.images = cache.images("train")
         self.crops = cache.crops_per_image("train")
         if batch_size > self.images:
-            raise ConfigError(
-                f"batch_size {batch_size} exceeds the {self.images} training images of the cache"
-            )
+            raise ConfigError(f"batch_size {batch_size} exceeds the {self.images} training images of the cache")
         self.batch_size = batch_size
         self.seed = seed
         self.position = DataPosition()

@@ -20,8 +20,9 @@ from var_model.training.state import Window, capture_state, restore_state, windo
 class ForkWriter:
     """A trunk's forks: those already written (kept as they are) and those it writes now."""
 
-    def __init__(self, parts: TrialParts, config: TrialConfig, context: DistributedContext,
-                 callbacks: TrialCallback) -> None:
+    def __init__(
+        self, parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: TrialCallback
+    ) -> None:
         self.parts, self.config, self.context, self.callbacks = parts, config, context, callbacks
         # read on every rank before the first step, so that all ranks agree on which forks
         # to write (writing one is collective under FSDP)
@@ -41,8 +42,9 @@ class ForkWriter:
         budget = self.parts.plan.forks.get(step)
         if budget is None or step in self.forks:
             return
-        state = capture_state(self.parts, window_state(window, reset=step % self.config.log_every == 0),
-                              self.config, self.context, step)
+        state = capture_state(
+            self.parts, window_state(window, reset=step % self.config.log_every == 0), self.config, self.context, step
+        )
         if self.context.is_main:
             fork = write_fork(self.config.output_dir, budget, state)
             self.forks[step] = fork

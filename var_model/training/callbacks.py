@@ -107,8 +107,11 @@ class JsonlCallback(TrialCallback):
                 except json.JSONDecodeError:
                     continue  # a line cut by a crash mid-write
                 # fork events are not kept: a resumed trunk reports its forks again
-                if (resumed_step and record.get("event") not in ("end", "fork")
-                        and record.get("step", 0) <= resumed_step):
+                if (
+                    resumed_step
+                    and record.get("event") not in ("end", "fork")
+                    and record.get("step", 0) <= resumed_step
+                ):
                     kept.append(line)
             # a fresh start (resumed_step 0) begins a new file; atomic: a crash here keeps the old one
             atomic_write_text(self.path, "".join(line + "\n" for line in kept))

@@ -39,7 +39,14 @@ CHECKPOINT_FORMAT = 2
 LEGACY_FORMAT = 1
 LEGACY_NUMPY_GLOBALS = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType]
 REQUIRED_KEYS = (
-    "format", "step", "model", "optimizer", "schedule", "rng", "data_position", "trial_config",
+    "format",
+    "step",
+    "model",
+    "optimizer",
+    "schedule",
+    "rng",
+    "data_position",
+    "trial_config",
 )
 MT19937_KEY_WORDS = 624
 
@@ -94,10 +101,12 @@ def _refusal(path: Path, error: pickle.UnpicklingError) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
     detail = named[0] if named else (lines[-1] if lines else type(error).__name__)
-    return (f"checkpoint {path} holds pickled objects that a data-only load refuses ({detail}); "
-            "varscale never unpickles a checkpoint, since that can run arbitrary code. A checkpoint "
-            "written by varscale holds only tensors and numbers, so this file is foreign or was "
-            "tampered with: delete it to restart the trial from step 0, or point at another checkpoint")
+    return (
+        f"checkpoint {path} holds pickled objects that a data-only load refuses ({detail}); "
+        "varscale never unpickles a checkpoint, since that can run arbitrary code. A checkpoint "
+        "written by varscale holds only tensors and numbers, so this file is foreign or was "
+        "tampered with: delete it to restart the trial from step 0, or point at another checkpoint"
+    )
 
 
 def capture_rng_state(device: torch.device) -> dict[str, Any]:
@@ -109,9 +118,13 @@ def capture_rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         # uint32 words stored as int64: torch has no general uint32 tensor support on every build
-        "numpy": {"bit_generator": str(bit_generator), "key": torch.from_numpy(key.astype(np.int64)),
-                  "position": int(position), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached_gaussian)},
+        "numpy": {
+            "bit_generator": str(bit_generator),
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "python": {"version": int(version), "state": list(python_state), "gauss": python_gauss},
     }
     if device.type == "cuda":
@@ -121,8 +134,15 @@ def capture_rng_state(device: torch.device) -> dict[str, Any]:
 
 def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["bit_generator"], numpy_state["key"].numpy().astype(np.uint32),
-                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy_state["bit_generator"],
+            numpy_state["key"].numpy().astype(np.uint32),
+            numpy_state["position"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     python_state = state["python"]
     random.setstate((python_state["version"], tuple(python_state["state"]), python_state["gauss"]))
     torch.set_rng_state(state["torch"])
@@ -135,16 +155,27 @@ def _upgrade_legacy_rng(path: Path, rng: Any) -> dict[str, Any]:
     try:
         bit_generator, key, position, has_gauss, cached_gaussian = rng["numpy"]
         version, python_state, python_gauss = rng["python"]
-        valid = (bit_generator == "MT19937" and isinstance(key, np.ndarray) and key.dtype == np.uint32
-                 and key.shape == (MT19937_KEY_WORDS,) and isinstance(python_state, tuple))
+        valid = (
+            bit_generator == "MT19937"
+            and isinstance(key, np.ndarray)
+            and key.dtype == np.uint32
+            and key.shape == (MT19937_KEY_WORDS,)
+            and isinstance(python_state, tuple)
+        )
     except (KeyError, TypeError, ValueError):
         valid = False
     if not valid:
-        raise CheckpointError(f"checkpoint {path} (format {LEGACY_FORMAT}) holds an RNG state of an "
-                              "unexpected form; delete it to restart the trial from step 0")
+        raise CheckpointError(
+            f"checkpoint {path} (format {LEGACY_FORMAT}) holds an RNG state of an "
+            "unexpected form; delete it to restart the trial from step 0"
+        )
     upgraded = dict(rng)
-    upgraded["numpy"] = {"bit_generator": bit_generator, "key": torch.from_numpy(key.astype(np.int64)),
-                         "position": int(position), "has_gauss": int(has_gauss),
-                         "cached_gaussian": float(cached_gaussian)}
+    upgraded["numpy"] = {
+        "bit_generator": bit_generator,
+        "key": torch.from_numpy(key.astype(np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian),
+    }
     upgraded["python"] = {"version": int(version), "state": list(python_state), "gauss": python_gauss}
     return upgraded

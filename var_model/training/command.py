@@ -39,12 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="run one trial from a TrialConfig YAML (resumes if it can)")
     train.add_argument("trial", help="trial YAML, e.g. var_model/training/examples/tiny_trial.yaml")
     train.add_argument("--no-resume", action="store_true", help="start over, deleting the trial's checkpoint")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a TrialConfig field (YAML value), e.g. --set budget_value=2e4; repeatable")
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a TrialConfig field (YAML value), e.g. --set budget_value=2e4; repeatable",
+    )
     train.set_defaults(handler=train_command)
 
     tokenizer = subparsers.add_parser(
-        "tokenizer", help="train or load the VQVAE and build the token cache (reused when it exists)")
+        "tokenizer", help="train or load the VQVAE and build the token cache (reused when it exists)"
+    )
     tokenizer.add_argument("config", nargs="?", help="tokenizer stage YAML (TokenizerStageConfig fields)")
     tokenizer.add_argument("--cache-root", help="where tokenizers and caches live (overrides the YAML)")
     tokenizer.add_argument("--steps", type=int, help="tokenizer training steps (overrides the YAML)")
@@ -99,9 +106,12 @@ def tokenizer_command(args: argparse.Namespace) -> int:
     def log(record: dict[str, float]) -> None:
         if not args.json:
             usage = " ".join(f"{value:.2f}" for key, value in record.items() if key.startswith("batch_usage"))
-            print(f"  step {int(record['step']):6d}  mse {record['reconstruction_mse']:.4f}  "
-                  f"quantizer {record['quantizer_loss']:.4f}  usage/scale {usage}  "
-                  f"re-seeded {int(record['reseeded_codes'])}", flush=True)
+            print(
+                f"  step {int(record['step']):6d}  mse {record['reconstruction_mse']:.4f}  "
+                f"quantizer {record['quantizer_loss']:.4f}  usage/scale {usage}  "
+                f"re-seeded {int(record['reseeded_codes'])}",
+                flush=True,
+            )
 
     result = run_tokenizer_stage(config, log=log)
     if args.json:
@@ -109,10 +119,15 @@ def tokenizer_command(args: argparse.Namespace) -> int:
         return 0
     report = result.report
     print(f"tokenizer: {result.tokenizer_path}{' (reused)' if result.reused_tokenizer else ''}")
-    print(f"  test reconstruction mse {report['reconstruction_mse']:.5f} (images in [-1, 1]), "
-          f"psnr {report['psnr']:.2f} dB")
-    print("  codebook usage per scale: " + " ".join(f"{u:.3f}" for u in report["codebook_usage"])
-          + f" (any scale {report['codebook_usage_any_scale']:.3f})")
+    print(
+        f"  test reconstruction mse {report['reconstruction_mse']:.5f} (images in [-1, 1]), "
+        f"psnr {report['psnr']:.2f} dB"
+    )
+    print(
+        "  codebook usage per scale: "
+        + " ".join(f"{u:.3f}" for u in report["codebook_usage"])
+        + f" (any scale {report['codebook_usage_any_scale']:.3f})"
+    )
     print(f"token cache: {result.cache_path}{' (reused)' if result.reused_cache else ''}")
     for key, value in result.baselines.items():
         print(f"  {key:34s} {value:.4f}")

@@ -47,15 +47,36 @@ ATTENTION_CHOICES = ("auto", *ATTENTION_KERNELS)
 TRIAL_ROLES = ("independent", "trunk", "branch")
 # Fields that may differ between a checkpoint's config and the resuming one: they change
 # where and how fast a trial runs, never what it computes.
-RESUME_FREE_FIELDS = ("token_cache", "output_dir", "device", "threads", "eval_batch_size",
-                      "checkpoint_every", "sample_grid", "samples_per_class", "sample_cfg",
-                      "sample_top_k", "sample_top_p", "micro_batch_size", "activation_checkpointing",
-                      "sharding", "compile", "attention")
+RESUME_FREE_FIELDS = (
+    "token_cache",
+    "output_dir",
+    "device",
+    "threads",
+    "eval_batch_size",
+    "checkpoint_every",
+    "sample_grid",
+    "samples_per_class",
+    "sample_cfg",
+    "sample_top_k",
+    "sample_top_p",
+    "micro_batch_size",
+    "activation_checkpointing",
+    "sharding",
+    "compile",
+    "attention",
+)
 # Fields in which a branch may differ from the trunk that wrote its fork (besides the
 # resume-free ones): its budget, its fork, and the shape of its cooldown, none of which the
 # trunk's steps depend on (so one trunk can serve linear and sqrt cooldowns alike).
-BRANCH_FREE_FIELDS = ("budget_value", "fork_budgets", "fork_path", "fork_sha256", "fork_step",
-                      "decay_shape", "final_lr_fraction")
+BRANCH_FREE_FIELDS = (
+    "budget_value",
+    "fork_budgets",
+    "fork_path",
+    "fork_sha256",
+    "fork_step",
+    "decay_shape",
+    "final_lr_fraction",
+)
 SHA256_HEX_DIGITS = 64
 
 
@@ -169,8 +190,14 @@ class TrialConfig:
         _positive(self, "base_lr", self.base_lr)
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule is {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
-        for name in ("warmup_fraction", "warmup_start_factor", "final_lr_fraction",
-                     "flat_fraction", "decay_fraction", "sample_top_p"):
+        for name in (
+            "warmup_fraction",
+            "warmup_start_factor",
+            "final_lr_fraction",
+            "flat_fraction",
+            "decay_fraction",
+            "sample_top_p",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise ConfigError(f"{name} is {value!r}; allowed range [0, 1]")
@@ -217,29 +244,42 @@ class TrialConfig:
         branch_fields = {"fork_path": self.fork_path, "fork_sha256": self.fork_sha256, "fork_step": self.fork_step}
         given = sorted(name for name, value in branch_fields.items() if value is not None)
         if given and len(given) < len(branch_fields):
-            raise ConfigError(f"a branch sets {given} but not {sorted(set(branch_fields) - set(given))}; "
-                              "a branch names its fork by path, sha256 and step (all three)")
+            raise ConfigError(
+                f"a branch sets {given} but not {sorted(set(branch_fields) - set(given))}; "
+                "a branch names its fork by path, sha256 and step (all three)"
+            )
         if self.role == "independent":
             return
         if given and self.fork_budgets:
-            raise ConfigError("a trial sets both fork_budgets (a trunk) and fork_path (a branch); it is one or the other")
+            raise ConfigError(
+                "a trial sets both fork_budgets (a trunk) and fork_path (a branch); it is one or the other"
+            )
         if self.schedule != "wsd":
-            raise ConfigError(f"schedule is {self.schedule!r}; a {self.role} needs schedule wsd (cooldown branches "
-                              "fork the stable phase)")
+            raise ConfigError(
+                f"schedule is {self.schedule!r}; a {self.role} needs schedule wsd (cooldown branches "
+                "fork the stable phase)"
+            )
         if not 0.0 < self.decay_fraction < 1.0:
             raise ConfigError(f"decay_fraction is {self.decay_fraction!r}; a {self.role} needs it in (0, 1)")
         if self.warmup_steps is None:
-            raise ConfigError(f"warmup_steps is None; a {self.role} needs a warm-up fixed in steps, the same for "
-                              "every budget of its trunk (e.g. the smallest budget's warmup_fraction of its steps)")
+            raise ConfigError(
+                f"warmup_steps is None; a {self.role} needs a warm-up fixed in steps, the same for "
+                "every budget of its trunk (e.g. the smallest budget's warmup_fraction of its steps)"
+            )
         if self.role == "trunk" and self.budget_value != max(self.fork_budgets):
-            raise ConfigError(f"budget_value is {self.budget_value!r}, but a trunk's budget_value is the largest of "
-                              f"its fork_budgets ({max(self.fork_budgets):g}); set it to that")
+            raise ConfigError(
+                f"budget_value is {self.budget_value!r}, but a trunk's budget_value is the largest of "
+                f"its fork_budgets ({max(self.fork_budgets):g}); set it to that"
+            )
         if self.role == "branch":
             if not isinstance(self.fork_path, str) or not self.fork_path:
                 raise ConfigError(f"fork_path is {self.fork_path!r}; it must be the path of a fork checkpoint")
             digest = self.fork_sha256
-            if not (isinstance(digest, str) and len(digest) == SHA256_HEX_DIGITS
-                    and all(character in "0123456789abcdef" for character in digest)):
+            if not (
+                isinstance(digest, str)
+                and len(digest) == SHA256_HEX_DIGITS
+                and all(character in "0123456789abcdef" for character in digest)
+            ):
                 raise ConfigError(f"fork_sha256 is {digest!r}; it must be the fork's sha256 as 64 lowercase hex digits")
             _integer(self, "fork_step", minimum=1)
 
@@ -251,8 +291,11 @@ class TrialConfig:
                     f"micro_batch_size {self.micro_batch_size} does not divide batch_size {self.batch_size}; "
                     "use a divisor of batch_size / world size, or null for no accumulation"
                 )
-        for name, allowed in (("activation_checkpointing", ACTIVATION_CHECKPOINTING), ("sharding", SHARDINGS),
-                              ("attention", ATTENTION_CHOICES)):
+        for name, allowed in (
+            ("activation_checkpointing", ACTIVATION_CHECKPOINTING),
+            ("sharding", SHARDINGS),
+            ("attention", ATTENTION_CHOICES),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} is {value!r}; allowed: {', '.join(allowed)}")
@@ -302,8 +345,9 @@ class TrialConfig:
                     raise ConfigError(f"{name} is {values[name]!r}; it must be a number") from None
         if isinstance(values.get("fork_budgets"), list):
             try:
-                values["fork_budgets"] = [float(value) if isinstance(value, str) else value
-                                          for value in values["fork_budgets"]]
+                values["fork_budgets"] = [
+                    float(value) if isinstance(value, str) else value for value in values["fork_budgets"]
+                ]
             except ValueError:
                 raise ConfigError(f"fork_budgets is {values['fork_budgets']!r}; it must be a list of numbers") from None
         return cls(**values)
@@ -331,20 +375,19 @@ def differing_fields(first: dict[str, Any], second: dict[str, Any], free: tuple[
     """The config fields (of two `to_dict()`s) whose values differ, ignoring those in `free`.
     A field missing from one (a file written before the field existed) counts as its default."""
     first, second = {**_DEFAULTS_AS_WRITTEN, **first}, {**_DEFAULTS_AS_WRITTEN, **second}
-    return sorted(key for key in set(first) | set(second)
-                  if key not in free and first.get(key) != second.get(key))
+    return sorted(key for key in set(first) | set(second) if key not in free and first.get(key) != second.get(key))
 
 
 # the defaults as `to_dict` writes them (a tuple as a list)
 _DEFAULTS_AS_WRITTEN = {
     item.name: list(item.default) if isinstance(item.default, tuple) else item.default
-    for item in dataclasses.fields(TrialConfig) if item.default is not dataclasses.MISSING
+    for item in dataclasses.fields(TrialConfig)
+    if item.default is not dataclasses.MISSING
 }
 
 
 def _positive(config: TrialConfig, name: str, value: Any) -> None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and value > 0):
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} is {value!r}; it must be a positive finite number")
 
 

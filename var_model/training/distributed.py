@@ -18,7 +18,7 @@ from var_model.errors import ConfigError
 
 
 def resolve_device(request: str) -> torch.device:
-    """"auto" -> cuda if available else cpu; "cuda" without a GPU is a clear error."""
+    """ "auto" -> cuda if available else cpu; "cuda" without a GPU is a clear error."""
     if request == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -74,9 +74,7 @@ class DistributedContext:
     def shard(self, global_batch: int) -> slice:
         """This rank's rows of a global batch (which must divide evenly)."""
         if global_batch % self.world_size:
-            raise ConfigError(
-                f"batch_size {global_batch} does not divide by the {self.world_size} processes"
-            )
+            raise ConfigError(f"batch_size {global_batch} does not divide by the {self.world_size} processes")
         per_rank = global_batch // self.world_size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 

@@ -25,8 +25,9 @@ def token_losses(logits_BLV: torch.Tensor, target_BL: torch.Tensor) -> tuple[tor
     """(cross-entropy (B, L), top-1 error as float (B, L)), in float32."""
     B, L, V = logits_BLV.shape
     # flat (B*L, V) rows: cross-entropy over a transposed (B, V, L) view is ~5x slower on CPU
-    loss_BL = F.cross_entropy(logits_BLV.float().reshape(B * L, V), target_BL.reshape(B * L),
-                              reduction="none").view(B, L)
+    loss_BL = F.cross_entropy(logits_BLV.float().reshape(B * L, V), target_BL.reshape(B * L), reduction="none").view(
+        B, L
+    )
     error_BL = (logits_BLV.argmax(dim=-1) != target_BL).float()
     return loss_BL, error_BL
 
@@ -52,8 +53,9 @@ def evaluate(
     rows = np.arange(context.rank, len(indices), context.world_size)
     was_training = model.training
     model.eval()
-    autocast = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
-                if autocast_dtype is not None else nullcontext())
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+    )
     try:
         for start in range(0, len(rows), batch_size):
             chosen = rows[start : start + batch_size]

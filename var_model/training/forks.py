@@ -93,8 +93,9 @@ class ForkPlan:
         if config.role == "independent":
             return cls("independent", budget_steps, 0, budget_steps)
         if config.role == "trunk":
-            steps_by_budget = {budget: steps_for_budget(config.budget_kind, budget, cost)
-                               for budget in config.fork_budgets}
+            steps_by_budget = {
+                budget: steps_for_budget(config.budget_kind, budget, cost) for budget in config.fork_budgets
+            }
             by_budget = fork_steps(steps_by_budget, config.decay_fraction, warmup_steps)
             forks = {step: budget for budget, step in sorted(by_budget.items(), key=lambda item: item[1])}
             return cls("trunk", budget_steps, 0, max(forks), forks)
@@ -115,14 +116,27 @@ class ForkPlan:
 
 def trunk_config(base: TrialConfig, budgets: list[float], output_dir: str) -> TrialConfig:
     """The trunk of `budgets` for `base` (a wsd config with warmup_steps set)."""
-    return base.replace(output_dir=output_dir, budget_value=max(budgets), fork_budgets=tuple(budgets),
-                        fork_path=None, fork_sha256=None, fork_step=None)
+    return base.replace(
+        output_dir=output_dir,
+        budget_value=max(budgets),
+        fork_budgets=tuple(budgets),
+        fork_path=None,
+        fork_sha256=None,
+        fork_step=None,
+    )
 
 
 def branch_config(trunk: TrialConfig, fork: Fork, output_dir: str, **cooldown: Any) -> TrialConfig:
     """The branch of `fork`'s budget; `cooldown` may set decay_shape or final_lr_fraction."""
-    return trunk.replace(output_dir=output_dir, budget_value=fork.budget_value, fork_budgets=(),
-                         fork_path=fork.path, fork_sha256=fork.sha256, fork_step=fork.step, **cooldown)
+    return trunk.replace(
+        output_dir=output_dir,
+        budget_value=fork.budget_value,
+        fork_budgets=(),
+        fork_path=fork.path,
+        fork_sha256=fork.sha256,
+        fork_step=fork.step,
+        **cooldown,
+    )
 
 
 def fork_file(output_dir: str | os.PathLike[str], step: int) -> Path:
@@ -149,8 +163,9 @@ def write_fork(output_dir: str | os.PathLike[str], budget_value: float, state: d
         try:
             os.link(temporary, path)  # creates `path` only where none exists: never an overwrite
         except FileExistsError:
-            raise CheckpointError(f"fork {path} appeared while this trunk wrote it: two trunks share "
-                                  "one output_dir; give each its own") from None
+            raise CheckpointError(
+                f"fork {path} appeared while this trunk wrote it: two trunks share one output_dir; give each its own"
+            ) from None
     finally:
         temporary.unlink(missing_ok=True)
     return fork
@@ -162,15 +177,19 @@ def read_forks(output_dir: str | os.PathLike[str], trial_config: dict[str, Any] 
     forks = []
     for path in sorted((Path(output_dir) / FORKS_DIR).glob("step_*.pt")):
         if not _record_file(path).is_file():
-            raise CheckpointError(f"fork {path} has no record {_record_file(path).name} (its hash and trunk "
-                                  "config); a fork without one cannot be checked: delete the fork, and its "
-                                  "trunk writes it again")
+            raise CheckpointError(
+                f"fork {path} has no record {_record_file(path).name} (its hash and trunk "
+                "config); a fork without one cannot be checked: delete the fork, and its "
+                "trunk writes it again"
+            )
         record = json.loads(_record_file(path).read_text(encoding="utf-8"))
         if trial_config is not None:
             differing = differing_fields(record["trial_config"], trial_config, RESUME_FREE_FIELDS)
             if differing:
-                raise TrialError(f"fork {path} was written by a trunk with different {differing}; use another "
-                                 "output_dir, or delete its forks/ once no branch needs them")
+                raise TrialError(
+                    f"fork {path} was written by a trunk with different {differing}; use another "
+                    "output_dir, or delete its forks/ once no branch needs them"
+                )
         # the path where the file is now, absolute: a branch may run in another directory
         forks.append(Fork.from_dict({**record, "path": str(path.absolute())}))
     return forks
@@ -181,8 +200,10 @@ def load_fork(config: TrialConfig) -> dict[str, Any]:
     step, and that the trunk's config agrees with the branch's (ConfigError naming fields)."""
     path = Path(config.fork_path)
     if not path.is_file():
-        raise CheckpointError(f"fork checkpoint {path} does not exist (fork_path); a fork must be kept until "
-                              "every branch of it has finished: rerun its trunk to write it again")
+        raise CheckpointError(
+            f"fork checkpoint {path} does not exist (fork_path); a fork must be kept until "
+            "every branch of it has finished: rerun its trunk to write it again"
+        )
     actual = file_sha256(path)
     if actual != config.fork_sha256:
         raise CheckpointError(
@@ -193,12 +214,16 @@ def load_fork(config: TrialConfig) -> dict[str, Any]:
         )
     state = load_checkpoint(path)
     if state.get("fork_step") != config.fork_step:
-        raise CheckpointError(f"{path} holds the fork of step {state.get('fork_step')} (None: not a fork), but the "
-                              f"branch's fork_step is {config.fork_step}; use the fork of that step")
+        raise CheckpointError(
+            f"{path} holds the fork of step {state.get('fork_step')} (None: not a fork), but the "
+            f"branch's fork_step is {config.fork_step}; use the fork of that step"
+        )
     differing = differing_fields(state["trial_config"], config.to_dict(), RESUME_FREE_FIELDS + BRANCH_FREE_FIELDS)
     if differing:
-        raise ConfigError(f"the branch differs from the trunk that wrote {path} in {differing}; a branch may "
-                          f"change only {list(BRANCH_FREE_FIELDS)} and execution choices: build it with branch_config")
+        raise ConfigError(
+            f"the branch differs from the trunk that wrote {path} in {differing}; a branch may "
+            f"change only {list(BRANCH_FREE_FIELDS)} and execution choices: build it with branch_config"
+        )
     return state
 
 

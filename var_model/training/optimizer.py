@@ -23,9 +23,7 @@ def decays(name: str, parameter: torch.Tensor) -> bool:
     return not any(fragment in name for fragment in NO_DECAY_NAME_FRAGMENTS)
 
 
-def parameter_groups(
-    model: torch.nn.Module, weight_decay: float
-) -> list[dict[str, object]]:
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, object]]:
     """Two AdamW groups (decayed, not decayed) of the trainable parameters, each with the
     names of its members (kept for tests and for logging, ignored by torch)."""
     decayed: list[torch.Tensor] = []

@@ -106,8 +106,9 @@ def full_state_dicts(var: VAR, optimizer: torch.optim.Optimizer) -> tuple[dict[s
     return model_state, optimizer_state
 
 
-def load_full_state_dicts(var: VAR, optimizer: torch.optim.Optimizer, model_state: dict[str, Any],
-                          optimizer_state: dict[str, Any]) -> None:
+def load_full_state_dicts(
+    var: VAR, optimizer: torch.optim.Optimizer, model_state: dict[str, Any], optimizer_state: dict[str, Any]
+) -> None:
     """Load `full_state_dicts`' output (every rank holds the whole of it) into any layout."""
     # broadcast_from_rank0 stays off: every rank has read the file, so each one takes its shard
     options = StateDictOptions(full_state_dict=True, strict=True)
@@ -128,8 +129,9 @@ def named_optimizer_state(var: VAR, optimizer: torch.optim.Optimizer, state: dic
     names = [names_by_id[id(parameter)] for group in optimizer.param_groups for parameter in group["params"]]
     return {
         "state": {names[number]: values for number, values in state["state"].items()},
-        "param_groups": [{**group, "params": [names[number] for number in group["params"]]}
-                         for group in state["param_groups"]],
+        "param_groups": [
+            {**group, "params": [names[number] for number in group["params"]]} for group in state["param_groups"]
+        ],
     }
 
 

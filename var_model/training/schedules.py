@@ -51,17 +51,23 @@ def fork_steps(steps_by_budget: dict[float, int], decay_fraction: float, warmup_
     for budget, steps in sorted(steps_by_budget.items()):
         step = fork_step(steps, decay_fraction)
         if step >= steps:
-            raise ConfigError(f"budget {budget:g} ({steps} steps) with decay_fraction {decay_fraction} has no "
-                              "decay step; raise the budget or decay_fraction")
+            raise ConfigError(
+                f"budget {budget:g} ({steps} steps) with decay_fraction {decay_fraction} has no "
+                "decay step; raise the budget or decay_fraction"
+            )
         if step < max(warmup_steps, 1):
-            raise ConfigError(f"budget {budget:g} ({steps} steps) forks at step {step}, before the end of the "
-                              f"warm-up (warmup_steps {warmup_steps}, and at least step 1); lower warmup_steps "
-                              "or decay_fraction, or raise the budget")
+            raise ConfigError(
+                f"budget {budget:g} ({steps} steps) forks at step {step}, before the end of the "
+                f"warm-up (warmup_steps {warmup_steps}, and at least step 1); lower warmup_steps "
+                "or decay_fraction, or raise the budget"
+            )
         same = [other for other, other_step in forks.items() if other_step == step]
         if same:
-            raise ConfigError(f"budgets {same[0]:g} and {budget:g} both fork at step {step} (decay_fraction "
-                              f"{decay_fraction}); fork_budgets must be far enough apart to fork at distinct "
-                              "steps: drop one of them")
+            raise ConfigError(
+                f"budgets {same[0]:g} and {budget:g} both fork at step {step} (decay_fraction "
+                f"{decay_fraction}); fork_budgets must be far enough apart to fork at distinct "
+                "steps: drop one of them"
+            )
         forks[budget] = step
     return forks
 
@@ -88,9 +94,7 @@ class LRSchedule:
         if self.total_steps < 1:
             raise ConfigError(f"total_steps is {self.total_steps}; it must be at least 1")
         if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ConfigError(
-                f"warmup_steps is {self.warmup_steps}; allowed 0..total_steps ({self.total_steps})"
-            )
+            raise ConfigError(f"warmup_steps is {self.warmup_steps}; allowed 0..total_steps ({self.total_steps})")
         for name in ("warmup_start_factor", "final_lr_fraction", "flat_fraction", "decay_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -147,18 +147,26 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
     flops_per_image = var.flops_per_image(training=True)
     cost = StepCost.for_batch(config.batch_size, var_config.sequence_length, flops_per_image)
     budget_steps = steps_for_budget(config.budget_kind, config.budget_value, cost)
-    warmup_steps = (round(config.warmup_fraction * budget_steps) if config.warmup_steps is None
-                    else config.warmup_steps)
+    warmup_steps = round(config.warmup_fraction * budget_steps) if config.warmup_steps is None else config.warmup_steps
     schedule = LRSchedule(
-        kind=config.schedule, peak_lr=config.peak_lr, total_steps=budget_steps, warmup_steps=warmup_steps,
-        warmup_start_factor=config.warmup_start_factor, final_lr_fraction=config.final_lr_fraction,
-        flat_fraction=config.flat_fraction, decay_fraction=config.decay_fraction, decay_shape=config.decay_shape,
+        kind=config.schedule,
+        peak_lr=config.peak_lr,
+        total_steps=budget_steps,
+        warmup_steps=warmup_steps,
+        warmup_start_factor=config.warmup_start_factor,
+        final_lr_fraction=config.final_lr_fraction,
+        flat_fraction=config.flat_fraction,
+        decay_fraction=config.decay_fraction,
+        decay_shape=config.decay_shape,
     )
     plan = ForkPlan.for_trial(config, cost, budget_steps, warmup_steps)
     steps = plan.end_step
     optimizer = build_optimizer(
-        var, lr=schedule.lr(0), weight_decay=config.weight_decay,
-        betas=(config.beta1, config.beta2), fused=device.type == "cuda",
+        var,
+        lr=schedule.lr(0),
+        weight_decay=config.weight_decay,
+        betas=(config.beta1, config.beta2),
+        fused=device.type == "cuda",
     )
     autocast_dtype = autocast_dtype_for(config, device)
     scaler = None
@@ -170,23 +178,56 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
 
     params = var.param_counts()
     info = {
-        "depth": var_config.depth, "width": var_config.width, "heads": var_config.num_heads,
-        "params_total": params["total"], "params_per_token": params["per_token"],
-        "flops_per_image": flops_per_image, "flops_per_image_6n": counting.six_n_l(var_config),
-        "tokens_per_image": var_config.sequence_length, "steps": steps, "lr": config.peak_lr,
-        "base_lr": config.base_lr, "batch_size": config.batch_size,
-        "budget_kind": config.budget_kind, "budget_value": config.budget_value,
-        "schedule": config.schedule, "warmup_steps": schedule.warmup_steps, "seed": config.seed,
-        "cache_key": cache.key, "device": str(device), "world_size": context.world_size,
+        "depth": var_config.depth,
+        "width": var_config.width,
+        "heads": var_config.num_heads,
+        "params_total": params["total"],
+        "params_per_token": params["per_token"],
+        "flops_per_image": flops_per_image,
+        "flops_per_image_6n": counting.six_n_l(var_config),
+        "tokens_per_image": var_config.sequence_length,
+        "steps": steps,
+        "lr": config.peak_lr,
+        "base_lr": config.base_lr,
+        "batch_size": config.batch_size,
+        "budget_kind": config.budget_kind,
+        "budget_value": config.budget_value,
+        "schedule": config.schedule,
+        "warmup_steps": schedule.warmup_steps,
+        "seed": config.seed,
+        "cache_key": cache.key,
+        "device": str(device),
+        "world_size": context.world_size,
         "precision": config.precision if autocast_dtype is not None else "fp32",
-        "train_images": cache.images("train"), "test_images": cache.images("test"),
-        "micro_batch_size": micro_batches.size, "accumulation_steps": micro_batches.steps,
-        "sharding": execution.sharding, "activation_checkpointing": config.activation_checkpointing,
-        "compile": execution.compile, "attention": execution.attention,
-        "decay_shape": config.decay_shape, "role": plan.role, "budget_steps": budget_steps,
+        "train_images": cache.images("train"),
+        "test_images": cache.images("test"),
+        "micro_batch_size": micro_batches.size,
+        "accumulation_steps": micro_batches.steps,
+        "sharding": execution.sharding,
+        "activation_checkpointing": config.activation_checkpointing,
+        "compile": execution.compile,
+        "attention": execution.attention,
+        "decay_shape": config.decay_shape,
+        "role": plan.role,
+        "budget_steps": budget_steps,
         "steps_trained": plan.steps_trained,
     }
     if plan.role == "branch":
         info.update(fork_step=plan.start_step, fork_path=config.fork_path)
-    return TrialParts(cache, vqvae, var, model, optimizer, scaler, schedule, batches, cost, steps,
-                      autocast_dtype, micro_batches, execution, plan, info)
+    return TrialParts(
+        cache,
+        vqvae,
+        var,
+        model,
+        optimizer,
+        scaler,
+        schedule,
+        batches,
+        cost,
+        steps,
+        autocast_dtype,
+        micro_batches,
+        execution,
+        plan,
+        info,
+    )

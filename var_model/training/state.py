@@ -30,8 +30,11 @@ Window = dict[str, Any]
 
 
 def new_window(device: torch.device) -> Window:
-    return {"loss": torch.zeros((), dtype=torch.float64, device=device),
-            "error": torch.zeros((), dtype=torch.float64, device=device), "steps": 0}
+    return {
+        "loss": torch.zeros((), dtype=torch.float64, device=device),
+        "error": torch.zeros((), dtype=torch.float64, device=device),
+        "steps": 0,
+    }
 
 
 def window_state(window: Window, reset: bool = False) -> dict[str, Any]:
@@ -41,8 +44,9 @@ def window_state(window: Window, reset: bool = False) -> dict[str, Any]:
     return {"loss": window["loss"].item(), "error": window["error"].item(), "steps": window["steps"]}
 
 
-def capture_state(parts: TrialParts, window: dict[str, Any], config: TrialConfig,
-                  context: DistributedContext, step: int) -> dict[str, Any] | None:
+def capture_state(
+    parts: TrialParts, window: dict[str, Any], config: TrialConfig, context: DistributedContext, step: int
+) -> dict[str, Any] | None:
     """The state after `step` steps, with `window` as `window_state` gives it. Collective
     under FSDP (every rank calls it); the dict on rank 0, None on the others."""
     model_state, optimizer_state = full_state_dicts(parts.var, parts.optimizer)
@@ -62,8 +66,9 @@ def capture_state(parts: TrialParts, window: dict[str, Any], config: TrialConfig
     }
 
 
-def restore_state(parts: TrialParts, window: Window, state: dict[str, Any], config: TrialConfig,
-                  context: DistributedContext) -> int:
+def restore_state(
+    parts: TrialParts, window: Window, state: dict[str, Any], config: TrialConfig, context: DistributedContext
+) -> int:
     """Put a checked state back into `parts` and `window`; returns its step."""
     optimizer_state = state["optimizer"]
     if is_positional(optimizer_state):  # written before FSDP support: parameters by position

@@ -22,8 +22,9 @@ from var_model.training.parallel import clip_gradients, gradient_sync
 from var_model.training.setup import TrialParts
 
 
-def train_step(parts: TrialParts, indices_BL: torch.Tensor, label_B: torch.Tensor,
-               grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    parts: TrialParts, indices_BL: torch.Tensor, label_B: torch.Tensor, grad_clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer update from this rank's share (on the device). Returns the share's mean
     token loss and error as float64 tensors on the device (no host sync)."""
     plan = parts.micro_batches
@@ -31,7 +32,7 @@ def train_step(parts: TrialParts, indices_BL: torch.Tensor, label_B: torch.Tenso
     loss_sum = torch.zeros((), dtype=torch.float64, device=indices_BL.device)
     error_sum = torch.zeros((), dtype=torch.float64, device=indices_BL.device)
     parts.optimizer.zero_grad(set_to_none=True)
-    micro_batches = zip(indices_BL.split(plan.size), label_B.split(plan.size))
+    micro_batches = zip(indices_BL.split(plan.size), label_B.split(plan.size), strict=True)
     for number, (indices_bL, label_b) in enumerate(micro_batches):
         with gradient_sync(parts.model, enabled=number == plan.steps - 1):
             loss, error = _forward_backward(parts, indices_bL, label_b, tokens)
@@ -41,12 +42,16 @@ def train_step(parts: TrialParts, indices_BL: torch.Tensor, label_B: torch.Tenso
     return loss_sum, error_sum
 
 
-def _forward_backward(parts: TrialParts, indices_bL: torch.Tensor, label_b: torch.Tensor,
-                      tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_backward(
+    parts: TrialParts, indices_bL: torch.Tensor, label_b: torch.Tensor, tokens: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward of this micro-batch's share of the mean loss; (that share, the error's share)."""
     x_bLC = teacher_forcing_batch(parts.vqvae, indices_bL)
-    autocast = (torch.autocast(device_type=indices_bL.device.type, dtype=parts.autocast_dtype)
-                if parts.autocast_dtype is not None else nullcontext())
+    autocast = (
+        torch.autocast(device_type=indices_bL.device.type, dtype=parts.autocast_dtype)
+        if parts.autocast_dtype is not None
+        else nullcontext()
+    )
     with autocast:
         logits_bLV = parts.model(label_b, x_bLC)
     loss_bL, error_bL = token_losses(logits_bLV, indices_bL)

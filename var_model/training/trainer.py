@@ -56,6 +56,7 @@ from var_model.training.step import train_step
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.png"
 
+
 def run_trial(
     config: TrialConfig,
     callback: TrialCallback | None = None,
@@ -74,8 +75,7 @@ def run_trial(
             context.shutdown()
 
 
-def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
-         context: DistributedContext) -> TrialResult:
+def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, context: DistributedContext) -> TrialResult:
     output_dir = Path(config.output_dir)
     checkpoint_path = output_dir / CHECKPOINT_FILE
     if context.is_main:
@@ -99,8 +99,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
     window = new_window(context.device)
     start_step = resumed_step = 0
     if resume and checkpoint_path.exists():
-        start_step = resumed_step = _restore(parts, window=window, path=checkpoint_path, config=config,
-                                             context=context)
+        start_step = resumed_step = _restore(parts, window=window, path=checkpoint_path, config=config, context=context)
     elif parts.plan.role == "branch":
         start_step = start_from_fork(parts, window, config, context)
     else:
@@ -154,17 +153,21 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool,
             callbacks.on_checkpoint(step, last_checkpoint)
         if final:
             return _completed(parts, config, context, callbacks, step, metrics, last_checkpoint)
-    raise TrialError(f"checkpoint at step {start_step} is past the trial's {parts.steps} steps; "
-                     "was the budget lowered? use a new output_dir")
+    raise TrialError(
+        f"checkpoint at step {start_step} is past the trial's {parts.steps} steps; "
+        "was the budget lowered? use a new output_dir"
+    )
 
 
-def _evaluate(parts: TrialParts, test_indices, test_labels, config: TrialConfig,
-              context: DistributedContext) -> dict[str, float]:
+def _evaluate(
+    parts: TrialParts, test_indices, test_labels, config: TrialConfig, context: DistributedContext
+) -> dict[str, float]:
     # ranks score uneven row shares (so run different numbers of forwards): under FSDP the
     # weights are gathered first, so that those forwards need no collectives
     with gathered_weights(parts.var):
-        return evaluate(parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size,
-                        context, parts.autocast_dtype)
+        return evaluate(
+            parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size, context, parts.autocast_dtype
+        )
 
 
 def _window_means(window: dict[str, Any], context: DistributedContext, reset: bool) -> dict[str, float]:
@@ -181,8 +184,9 @@ def _window_means(window: dict[str, Any], context: DistributedContext, reset: bo
     return {"train_loss": loss, "train_error": error}
 
 
-def _save(parts: TrialParts, window: Window, path: Path, config: TrialConfig,
-          context: DistributedContext, step: int) -> str:
+def _save(
+    parts: TrialParts, window: Window, path: Path, config: TrialConfig, context: DistributedContext, step: int
+) -> str:
     # collective under FSDP (every rank takes part); the unsharded states land on rank 0
     state = capture_state(parts, window_state(window), config, context, step)
     if context.is_main:
@@ -191,8 +195,7 @@ def _save(parts: TrialParts, window: Window, path: Path, config: TrialConfig,
     return str(path)
 
 
-def _restore(parts: TrialParts, window: Window, path: Path, config: TrialConfig,
-             context: DistributedContext) -> int:
+def _restore(parts: TrialParts, window: Window, path: Path, config: TrialConfig, context: DistributedContext) -> int:
     state = load_checkpoint(path)
     differing = differing_fields(state["trial_config"], config.to_dict(), RESUME_FREE_FIELDS)
     if differing:
@@ -206,8 +209,9 @@ def _restore(parts: TrialParts, window: Window, path: Path, config: TrialConfig,
     return restore_state(parts, window, state, config, context)
 
 
-def _finish(parts: TrialParts, config: TrialConfig, context: DistributedContext,
-            callbacks: CallbackList, result: TrialResult) -> TrialResult:
+def _finish(
+    parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList, result: TrialResult
+) -> TrialResult:
     if context.is_main:
         result.save(config.output_dir)
         callbacks.on_end(result)
@@ -215,31 +219,57 @@ def _finish(parts: TrialParts, config: TrialConfig, context: DistributedContext,
     return result
 
 
-def _diverged(parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList,
-              step: int, train_loss: float, checkpoint: str | None) -> TrialResult:
+def _diverged(
+    parts: TrialParts,
+    config: TrialConfig,
+    context: DistributedContext,
+    callbacks: CallbackList,
+    step: int,
+    train_loss: float,
+    checkpoint: str | None,
+) -> TrialResult:
     counters = parts.cost.counters(step)
     metrics = {"final_train_loss": train_loss, **{f"final_{key}": value for key, value in counters.items()}}
     callbacks.on_metrics(step, {"train_loss": train_loss, **counters})
-    message = (f"train loss {train_loss} at step {step} (limit {config.divergence_loss}); "
-               f"lr {parts.schedule.lr(step - 1):.3g}: lower base_lr or raise warmup_fraction")
-    result = TrialResult("diverged", metrics, step, checkpoint, message,
-                         info={**parts.info, "trial_config": config.to_dict()})
+    message = (
+        f"train loss {train_loss} at step {step} (limit {config.divergence_loss}); "
+        f"lr {parts.schedule.lr(step - 1):.3g}: lower base_lr or raise warmup_fraction"
+    )
+    result = TrialResult(
+        "diverged", metrics, step, checkpoint, message, info={**parts.info, "trial_config": config.to_dict()}
+    )
     return _finish(parts, config, context, callbacks, result)
 
 
-def _completed(parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList,
-               step: int, metrics: dict[str, float], checkpoint: str | None) -> TrialResult:
+def _completed(
+    parts: TrialParts,
+    config: TrialConfig,
+    context: DistributedContext,
+    callbacks: CallbackList,
+    step: int,
+    metrics: dict[str, float],
+    checkpoint: str | None,
+) -> TrialResult:
     if config.sample_grid:
         with gathered_weights(parts.var):  # rank 0 alone samples: no collectives inside
             if context.is_main:
                 labels = list(range(parts.cache.num_classes))
-                grid = sample_grid(parts.var, labels, config.samples_per_class, config.sample_cfg,
-                                   config.sample_top_k, config.sample_top_p, seed=config.seed)
+                grid = sample_grid(
+                    parts.var,
+                    labels,
+                    config.samples_per_class,
+                    config.sample_cfg,
+                    config.sample_top_k,
+                    config.sample_top_p,
+                    seed=config.seed,
+                )
                 save_png(grid, Path(config.output_dir) / SAMPLES_FILE)
-    final = {f"final_{key}": value for key, value in metrics.items()
-             if key.startswith(("test_", "train_loss", "images", "tokens", "flops"))}
-    result = TrialResult("completed", final, step, checkpoint,
-                         info={**parts.info, "trial_config": config.to_dict()})
+    final = {
+        f"final_{key}": value
+        for key, value in metrics.items()
+        if key.startswith(("test_", "train_loss", "images", "tokens", "flops"))
+    }
+    result = TrialResult("completed", final, step, checkpoint, info={**parts.info, "trial_config": config.to_dict()})
     return _finish(parts, config, context, callbacks, result)
 
 

@@ -49,8 +49,9 @@ class ResnetBlock(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1)
         # a 1x1 projection only where the channel count changes (as in the checkpoint)
-        self.nin_shortcut = (nn.Conv2d(in_channels, out_channels, kernel_size=1)
-                             if in_channels != out_channels else nn.Identity())
+        self.nin_shortcut = (
+            nn.Conv2d(in_channels, out_channels, kernel_size=1) if in_channels != out_channels else nn.Identity()
+        )
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
         h_BCHW = self.conv1(F.silu(self.norm1(x_BCHW)))

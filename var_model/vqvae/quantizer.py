@@ -21,13 +21,18 @@ def _float32_without_autocast(method):
     """Run a quantizer method with autocast off, as the release does: a bf16 phi conv or
     resize would change the residuals, hence the codes picked, and the loss. Meta tensors
     (shape-only runs) have no autocast backend."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         device = self.embedding.weight.device
-        region = (contextlib.nullcontext() if device.type == "meta"
-                  else torch.autocast(device_type=device.type, enabled=False))
+        region = (
+            contextlib.nullcontext()
+            if device.type == "meta"
+            else torch.autocast(device_type=device.type, enabled=False)
+        )
         with region:
             return method(self, *args, **kwargs)
+
     return wrapper
 
 
@@ -121,8 +126,9 @@ class MultiScaleQuantizer(nn.Module):
         # |z|^2 - 2 z.e + |e|^2, computed in float32 for stable argmin under autocast
         z_NC = z_NC.float()
         weight_VC = weight_VC.float()
-        distance_NV = (z_NC.square().sum(1, keepdim=True) - 2.0 * z_NC @ weight_VC.T
-                       + weight_VC.square().sum(1).unsqueeze(0))
+        distance_NV = (
+            z_NC.square().sum(1, keepdim=True) - 2.0 * z_NC @ weight_VC.T + weight_VC.square().sum(1).unsqueeze(0)
+        )
         return distance_NV.argmin(dim=1)
 
     def _upsample_code(self, scale_index: int, idx_Bl: torch.Tensor, side: int) -> torch.Tensor:
@@ -162,15 +168,22 @@ class MultiScaleQuantizer(nn.Module):
     def teacher_forcing_input(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """VAR input for scales 1..K-1: area-downsampled partial sums of f_hat, (B, L - pn0^2, C)."""
         B, side = indices[0].shape[0], self.patch_nums[-1]
-        f_hat = torch.zeros(B, self.latent_channels, side, side, device=indices[0].device,
-                            dtype=self.embedding.weight.dtype)
+        f_hat = torch.zeros(
+            B, self.latent_channels, side, side, device=indices[0].device, dtype=self.embedding.weight.dtype
+        )
         pieces: list[torch.Tensor] = []
         for k in range(len(self.patch_nums) - 1):
             # the last scale is never an input: nothing is predicted after it
-            f_hat = f_hat + self.phi(k, F.interpolate(
-                self.embedding(indices[k]).transpose(1, 2).reshape(
-                    B, self.latent_channels, self.patch_nums[k], self.patch_nums[k]),
-                size=(side, side), mode="bicubic"))
+            f_hat = f_hat + self.phi(
+                k,
+                F.interpolate(
+                    self.embedding(indices[k])
+                    .transpose(1, 2)
+                    .reshape(B, self.latent_channels, self.patch_nums[k], self.patch_nums[k]),
+                    size=(side, side),
+                    mode="bicubic",
+                ),
+            )
             pn_next = self.patch_nums[k + 1]
             pieces.append(F.interpolate(f_hat, size=(pn_next, pn_next), mode="area").flatten(2).transpose(1, 2))
         if not pieces:
@@ -178,8 +191,9 @@ class MultiScaleQuantizer(nn.Module):
         return torch.cat(pieces, dim=1)
 
     @_float32_without_autocast
-    def next_autoregressive_input(self, scale_index: int, f_hat_BChw: torch.Tensor,
-                                  h_BCpp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_autoregressive_input(
+        self, scale_index: int, f_hat_BChw: torch.Tensor, h_BCpp: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sampling step: add scale k's codes to f_hat; return (f_hat, next scale's input map)."""
         last = len(self.patch_nums) - 1
         side = self.patch_nums[-1]

@@ -24,7 +24,9 @@ class VQVAE(nn.Module):
         self.decoder = Decoder(self.config)
         self.quantize = MultiScaleQuantizer(self.config)
         self.quant_conv = nn.Conv2d(self.config.latent_channels, self.config.latent_channels, 3, stride=1, padding=1)
-        self.post_quant_conv = nn.Conv2d(self.config.latent_channels, self.config.latent_channels, 3, stride=1, padding=1)
+        self.post_quant_conv = nn.Conv2d(
+            self.config.latent_channels, self.config.latent_channels, 3, stride=1, padding=1
+        )
 
     @property
     def patch_nums(self) -> tuple[int, ...]:
@@ -40,7 +42,8 @@ class VQVAE(nn.Module):
             raise DataError(
                 f"image size {tuple(img_B3HW.shape[2:])} does not match this VQVAE: patch_nums "
                 f"{self.config.patch_nums} end at latent side {self.config.latent_size}, which needs "
-                f"{size}x{size} images (image_size={size})")
+                f"{size}x{size} images (image_size={size})"
+            )
 
     def check_indices(self, indices: list[torch.Tensor], need: int, sync: bool = True) -> None:
         """Raise DataError unless `indices` holds at least `need` token maps (B, pn*pn) in [0, V).
@@ -50,16 +53,23 @@ class VQVAE(nn.Module):
         instead. CPU tensors are always checked exactly."""
         if not isinstance(indices, (list, tuple)) or len(indices) < need or len(indices) > len(self.patch_nums):
             count = len(indices) if isinstance(indices, (list, tuple)) else type(indices).__name__
-            raise DataError(f"expected a list of {need} index tensors (one per scale of "
-                            f"{self.patch_nums}); got {count}")
+            raise DataError(
+                f"expected a list of {need} index tensors (one per scale of {self.patch_nums}); got {count}"
+            )
         V = self.config.codebook_size
         for k, idx_Bl in enumerate(indices):
             pn = self.patch_nums[k]
-            if (not isinstance(idx_Bl, torch.Tensor) or idx_Bl.ndim != 2 or idx_Bl.shape[1] != pn * pn
-                    or idx_Bl.dtype not in (torch.int64, torch.int32)):
+            if (
+                not isinstance(idx_Bl, torch.Tensor)
+                or idx_Bl.ndim != 2
+                or idx_Bl.shape[1] != pn * pn
+                or idx_Bl.dtype not in (torch.int64, torch.int32)
+            ):
                 shape = tuple(idx_Bl.shape) if isinstance(idx_Bl, torch.Tensor) else type(idx_Bl).__name__
-                raise DataError(f"indices[{k}] must be an integer tensor of shape (B, {pn * pn}); "
-                                f"got {shape} {getattr(idx_Bl, 'dtype', '')}")
+                raise DataError(
+                    f"indices[{k}] must be an integer tensor of shape (B, {pn * pn}); "
+                    f"got {shape} {getattr(idx_Bl, 'dtype', '')}"
+                )
         if not sync and indices[0].device.type != "cpu":
             bad = torch.stack([((idx_Bl < 0) | (idx_Bl >= V)).any() for idx_Bl in indices]).any()
             torch._assert_async(~bad, f"token indices outside [0, {V})")
