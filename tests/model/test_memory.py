@@ -34,11 +34,20 @@ def tiny_256px(depth: int) -> VARConfig:
 
 
 def assert_close_to_measured(
-    config: VARConfig, micro_batch_size: int, checkpointing: str, accumulation_steps: int
+    config: VARConfig, micro_batch_size: int, checkpointing: str, accumulation_steps: int, attention: str = "sdpa"
 ) -> None:
-    measured = measure_cpu_training_peak(config, micro_batch_size, checkpointing, accumulation_steps=accumulation_steps)
+    measured = measure_cpu_training_peak(
+        config, micro_batch_size, checkpointing, attention=attention, accumulation_steps=accumulation_steps
+    )
     plan = training_memory(
-        config, micro_batch_size, "fp32", checkpointing, shards=1, device="cpu", accumulation_steps=accumulation_steps
+        config,
+        micro_batch_size,
+        "fp32",
+        checkpointing,
+        shards=1,
+        attention=attention,
+        device="cpu",
+        accumulation_steps=accumulation_steps,
     )
     error = plan.total_bytes / measured - 1
     assert abs(error) <= TOLERANCE, f"plan {plan} vs measured {format_bytes(measured)}: {error:+.1%}"
@@ -68,6 +77,13 @@ def test_plan_is_within_15_percent_of_the_measured_cpu_peak(depth, micro_batch_s
 @pytest.mark.parametrize("depth", [2, 8])
 def test_plan_follows_a_single_micro_batch_step_whose_backward_starts_without_gradients(depth, checkpointing):
     assert_close_to_measured(tiny(depth), 8, checkpointing, accumulation_steps=1)
+
+
+@pytest.mark.parametrize("checkpointing", ["none", "blocks"])
+@pytest.mark.parametrize("depth", [2, 6])
+def test_plan_of_the_scalewise_kernel_is_within_15_percent_of_the_measured_cpu_peak(depth, checkpointing):
+    # the CPU default kernel: one unmasked SDPA per scale keeps each scale's output too
+    assert_close_to_measured(tiny(depth), 8, checkpointing, accumulation_steps=2, attention="scalewise")
 
 
 @pytest.mark.parametrize("checkpointing", ["none", "blocks"])

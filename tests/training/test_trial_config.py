@@ -48,7 +48,7 @@ def test_yaml_numbers_without_a_dot_are_read_as_numbers(tmp_path):
         ({"micro_batch_size": 0}, "micro_batch_size"),
         ({"micro_batch_size": "auto"}, "micro_batch_size"),
         ({"sharding": "zero3"}, "sharding is 'zero3'; allowed: ddp, fsdp"),
-        ({"attention": "flash"}, "attention is 'flash'; allowed: auto, sdpa, flex"),
+        ({"attention": "flash"}, "attention is 'flash'; allowed: auto, sdpa, scalewise, flex"),
         ({"activation_checkpointing": "all"}, "activation_checkpointing is 'all'; allowed: none, blocks"),
         ({"compile": "yes"}, "compile is 'yes'; allowed: true, false, auto"),
         ({"compile": 1}, "compile is 1"),

@@ -31,7 +31,9 @@ activations       what autograd saves, per block (no checkpointing):
                                    kernel on CUDA (an additive mask keeps flash out), its fused
                                    kernel on CPU, and FlexAttention all hold no L x L; the math
                                    fallback ("math") adds the softmax, (f + a) B H L^2 under
-                                   autocast, f B H L^2 in fp32
+                                   autocast, f B H L^2 in fp32; "scalewise" (one unmasked
+                                   SDPA per scale) also keeps each scale's output, a NC, beside
+                                   their concatenation
                     a (2NC + 2NF)  proj and fc2 outputs (saved by the gamma muls); fc1 output
                                    (saved by GELU) and GELU output (saved by fc2)
                     f 2NC          the residual after attention (saved by LN2), block output
@@ -77,7 +79,7 @@ from var_model.errors import ConfigError
 
 PRECISIONS = ("bf16", "fp16", "fp32")
 ACTIVATION_CHECKPOINTING = ("none", "blocks")
-ATTENTION_KERNELS = ("sdpa", "flex", "math")
+ATTENTION_KERNELS = ("sdpa", "scalewise", "flex", "math")
 PART_NAMES = ("weights", "gradients", "optimizer_states", "activations", "logits_and_loss", "workspace")
 FLOAT32_BYTES = 4
 INT64_BYTES = 8
@@ -152,6 +154,8 @@ def _block_saved_bytes(config: VARConfig, B: int, a: int, attention: str) -> int
     saved += a * N * C + f * N * H  # attention output, logsumexp
     if attention == "math":
         saved += (f + (a if autocast else 0)) * B * H * L * L  # softmax (+ its cast copy for attn @ v)
+    if attention == "scalewise":
+        saved += a * N * C  # every scale's own SDPA output, saved for its backward, beside the concatenation
     saved += a * 2 * N * C  # proj and fc2 outputs, saved by the gamma muls
     saved += a * 2 * N * F  # fc1 output (saved by GELU) and GELU output (saved by fc2)
     saved += f * 2 * N * C  # the residual after attention (saved by LN2), the block output

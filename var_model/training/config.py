@@ -120,7 +120,7 @@ class TrialConfig:
     of weights, gradients and optimizer states per transformer block. One process: both mean
     plain single-device training.
     compile ["auto"]: true | false | auto (on for CUDA, off on CPU): torch.compile each block.
-    attention ["auto"]: auto | sdpa | flex (auto = var_model.attention.default_attention_kernel
+    attention ["auto"]: auto | sdpa | scalewise | flex (auto = var_model.attention.default_attention_kernel
     for the device).
     """
 

@@ -166,7 +166,9 @@ def build_trial(config: TrialConfig, context: DistributedContext, verify_cache: 
         lr=schedule.lr(0),
         weight_decay=config.weight_decay,
         betas=(config.beta1, config.beta2),
-        fused=device.type == "cuda",
+        # fused on CPU too: one kernel over all parameters, 48 -> 18 ms per step at d6 (measured
+        # with `varscale bench --fused-adamw`), and bit-identical from run to run, so resume stays exact
+        fused=device.type in ("cuda", "cpu"),
     )
     autocast_dtype = autocast_dtype_for(config, device)
     scaler = None
