@@ -159,25 +159,13 @@ def _project_targets(node: ast.AST, module: str, path: Path) -> list[str]:
     return [target] if target.split(".")[0] in PACKAGES else []
 
 
-# Function-level imports that create no cycle and are to move to the top by their file's owner:
-# tolerated until then, and no others. Each entry must still exist (it fails once the import
-# moves, to drop the entry).
-PENDING = {
-    ("var_model/var.py", "generate"): ["var_model.generation"],
-}
-
-
 @pytest.mark.parametrize("package", ["var_model", "orchestration", "analysis"])
 def test_function_level_imports_of_project_modules_are_only_the_listed_lazy_ones(package):
     found = {place: targets for place, targets in _function_level_imports().items() if place[0].startswith(package)}
-    unlisted = {
-        place: targets
-        for place, targets in found.items()
-        if place not in LAZY_IMPORTS and PENDING.get(place) != targets
-    }
+    unlisted = {place: targets for place, targets in found.items() if place not in LAZY_IMPORTS}
     assert not unlisted, (
         f"imports inside functions {unlisted}: move them to the top of the file (break a "
         "cycle by moving the shared code down a layer), or list a real reason in LAZY_IMPORTS"
     )
-    stale = sorted(place for place in (set(LAZY_IMPORTS) | set(PENDING)) - set(found) if place[0].startswith(package))
-    assert not stale, f"LAZY_IMPORTS or PENDING lists places without a function-level import: {stale}"
+    stale = sorted(place for place in set(LAZY_IMPORTS) - set(found) if place[0].startswith(package))
+    assert not stale, f"LAZY_IMPORTS lists places without a function-level import: {stale}"

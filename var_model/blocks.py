@@ -1,4 +1,4 @@
-"""Transformer pieces of VAR: AdaLN self-attention blocks and the AdaLN head norm (VAR_SPEC §2).
+"""Transformer pieces of VAR: AdaLN self-attention blocks and the AdaLN head norm (docs/MODEL.md §2).
 
 Module names follow the released checkpoint (`blocks.0.attn.mat_qkv.weight`,
 `blocks.0.ada_lin.1.weight`, `head_nm.ada_lin.1.weight`).

@@ -1,4 +1,4 @@
-"""VAR: the next-scale prediction transformer (VAR_SPEC §2).
+"""VAR: the next-scale prediction transformer (docs/MODEL.md §2).
 
 Shape legend: B batch, L tokens of all scales, l tokens of one scale, C width,
 Cvae latent channels, V codebook size, D condition dim (= C), K scales.
@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.attention.flex_attention import BlockMask
 from torch.utils.checkpoint import checkpoint
 
-from var_model import counting
+from var_model import counting, generation
 from var_model.attention import (
     BlockMaskCache,
     ScalePrefixes,
@@ -290,9 +290,7 @@ class VAR(nn.Module):
         self, labels, cfg: float = 1.5, top_k: int = 900, top_p: float = 0.96, seed: int | None = 0, **kwargs
     ) -> torch.Tensor:
         """Sample images in [0, 1] (B, 3, H, W); see `var_model.generation.generate`."""
-        from var_model.generation import generate
-
-        return generate(self, labels, cfg=cfg, top_k=top_k, top_p=top_p, seed=seed, **kwargs)
+        return generation.generate(self, labels, cfg=cfg, top_k=top_k, top_p=top_p, seed=seed, **kwargs)
 
     def extra_repr(self) -> str:
         cfg = self.config
