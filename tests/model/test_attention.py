@@ -52,7 +52,8 @@ def test_default_kernels_are_known_and_trainable():
         kernel = default_attention_kernel(device_type)
         assert kernel in ATTENTION_KERNELS
         assert kernel != "flex" or flex_trains_on(device_type)
-    assert default_attention_kernel("cpu") == "scalewise"
+    assert default_attention_kernel("cpu") == "sdpa"  # eager: the CPU default
+    assert default_attention_kernel("cpu", compiled=True) == "scalewise"
     assert default_attention_kernel("cuda") == "flex"
     assert default_attention_kernel("mps") == "sdpa"
 
@@ -77,7 +78,7 @@ def test_block_mask_is_built_once_per_device():
 def test_flex_training_forward_on_cpu_is_a_clear_error():
     var = _tiny_var(DEBUG_PATCH_NUMS, attn_l2_norm=True)
     var.use_attention_kernel("flex")
-    with pytest.raises(ConfigError, match=r"attention='flex' cannot train on cpu.*'scalewise'"):
+    with pytest.raises(ConfigError, match=r"attention='flex' cannot train on cpu.*'sdpa'"):
         var(*_inputs(var))
 
 

@@ -13,14 +13,14 @@ CPU = DistributedContext.single(torch.device("cpu"))
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def test_auto_choices_on_cpu_are_scalewise_eager_and_plain(tiny_trial):
+def test_auto_choices_on_cpu_are_sdpa_eager_and_plain(tiny_trial):
     parts = build_trial(tiny_trial, CPU, verify_cache=False)
     assert parts.execution == ExecutionChoices(
-        attention="scalewise", compile=False, activation_checkpointing=False, sharding="single"
+        attention="sdpa", compile=False, activation_checkpointing=False, sharding="single"
     )
-    assert parts.var.attention_kernel == "scalewise" and not parts.var.activation_checkpointing
+    assert parts.var.attention_kernel == "sdpa" and not parts.var.activation_checkpointing
     assert parts.model is parts.var  # one process: neither DDP nor FSDP
-    assert parts.info["attention"] == "scalewise" and parts.info["compile"] is False
+    assert parts.info["attention"] == "sdpa" and parts.info["compile"] is False
 
 
 def test_activation_checkpointing_trains_the_same_trial(tiny_trial, tmp_path):
@@ -36,13 +36,14 @@ def test_activation_checkpointing_trains_the_same_trial(tiny_trial, tmp_path):
 
 
 def test_flex_attention_where_it_cannot_train_names_the_field(tiny_trial):
-    with pytest.raises(ConfigError, match="attention is 'flex'.*use attention: auto or scalewise"):
+    with pytest.raises(ConfigError, match="attention is 'flex'.*use attention: auto or sdpa"):
         run_trial(tiny_trial.replace(attention="flex"), resume=False)
 
 
 def test_compile_compiles_every_block_in_place(tiny_trial):
     parts = build_trial(tiny_trial.replace(compile=True), CPU, verify_cache=False)
     assert all(block._compiled_call_impl is not None for block in parts.var.blocks)
+    assert parts.execution.attention == "scalewise"  # auto on CPU, compiled: the faster exact kernel
     # in place: parameter names (and so checkpoints) are those of the plain module
     assert not any("_orig_mod" in name for name in parts.var.state_dict())
 

@@ -69,13 +69,14 @@ class ExecutionChoices:
     @classmethod
     def resolve(cls, config: TrialConfig, context: DistributedContext) -> ExecutionChoices:
         device_type = context.device.type
-        attention = default_attention_kernel(device_type) if config.attention == "auto" else config.attention
+        compile_model = device_type == "cuda" if config.compile == "auto" else config.compile
+        default = default_attention_kernel(device_type, compiled=compile_model)
+        attention = default if config.attention == "auto" else config.attention
         if attention == "flex" and not flex_trains_on(device_type):
             raise ConfigError(
                 f"attention is 'flex', but torch {torch.__version__} has no FlexAttention backward on "
-                f"{device_type}; use attention: auto or {default_attention_kernel(device_type)}"
+                f"{device_type}; use attention: auto or {default}"
             )
-        compile_model = device_type == "cuda" if config.compile == "auto" else config.compile
         # one process: nothing to shard or replicate, both layouts are plain training
         sharding = config.sharding if context.is_distributed else "single"
         return cls(attention, compile_model, config.activation_checkpointing == "blocks", sharding)
