@@ -7,7 +7,7 @@ import torch
 
 from var_model.data import DataConfig
 from var_model.tokenizer import TokenizerStageConfig, TokenizerTrainingConfig, run_tokenizer_stage
-from var_model.training import TrialConfig
+from var_model.training import TrialCallback, TrialConfig
 
 TINY_DATA = DataConfig(kind="synthetic", resolution=32, num_classes=4, train_images=192, test_images=48, seed=3)
 
@@ -46,3 +46,21 @@ def tiny_trial(tiny_stage, tmp_path) -> TrialConfig:
         checkpoint_every=6,
         device="cpu",
     )
+
+
+class StopAfterCheckpoint(TrialCallback):
+    """Stops a trial right after its checkpoint at `step`, as a killed worker would: the
+    KeyboardInterrupt escapes run_trial and leaves that checkpoint behind."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_checkpoint(self, step, path):
+        if step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def stop_after_checkpoint():
+    """A factory: `stop_after_checkpoint(6)` is a callback that stops its trial after step 6's checkpoint."""
+    return StopAfterCheckpoint

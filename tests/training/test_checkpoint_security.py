@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from var_model.errors import CheckpointError
-from var_model.training import TrialCallback, run_trial
+from var_model.training import run_trial
 from var_model.training.checkpoint import CHECKPOINT_FILE, capture_rng_state, load_checkpoint, restore_rng_state
 
 
@@ -101,23 +101,14 @@ def _as_format_one(path: Path) -> None:
     torch.save(state, path)
 
 
-class _StopAtCheckpoint(TrialCallback):
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_checkpoint(self, step, path):
-        if step == self.step:
-            raise KeyboardInterrupt  # what a killed worker looks like to the trial
-
-
-def test_a_format_one_checkpoint_resumes_bit_exactly(tiny_trial, tmp_path):
+def test_a_format_one_checkpoint_resumes_bit_exactly(tiny_trial, tmp_path, stop_after_checkpoint):
     config = tiny_trial.replace(
         model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5, "drop_path_rate": 0.2}
     )
     reference = run_trial(config.replace(output_dir=str(tmp_path / "reference")), resume=False)
     interrupted = config.replace(output_dir=str(tmp_path / "interrupted"))
     with pytest.raises(KeyboardInterrupt):
-        run_trial(interrupted, callback=_StopAtCheckpoint(6), resume=False)
+        run_trial(interrupted, callback=stop_after_checkpoint(6), resume=False)
     checkpoint = Path(interrupted.output_dir) / CHECKPOINT_FILE
     _as_format_one(checkpoint)
     assert load_checkpoint(checkpoint)["format"] == 1

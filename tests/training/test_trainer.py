@@ -84,27 +84,14 @@ def test_trial_completes_with_the_schema_metrics_and_counters(tiny_trial):
     assert TrialResult.load(tiny_trial.output_dir) == result
 
 
-class Interrupt(Exception):
-    pass
-
-
-class InterruptAfterCheckpoint(TrialCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_checkpoint(self, step, path):
-        if step == self.step:
-            raise Interrupt(step)
-
-
-def test_resume_after_interruption_is_bit_identical(tiny_trial, tmp_path):
+def test_resume_after_interruption_is_bit_identical(tiny_trial, tmp_path, stop_after_checkpoint):
     config = tiny_trial.replace(
         model={"depth": 1, "width": 32, "num_heads": 2, "class_dropout": 0.5, "drop_path_rate": 0.2}
     )
     uninterrupted = run_trial(config.replace(output_dir=str(tmp_path / "straight")), resume=False)
     interrupted = config.replace(output_dir=str(tmp_path / "interrupted"))
-    with pytest.raises(Interrupt):
-        run_trial(interrupted, callback=InterruptAfterCheckpoint(6), resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(interrupted, callback=stop_after_checkpoint(6), resume=False)
     recorder = Recorder()
     resumed = run_trial(interrupted, callback=recorder)
     assert recorder.started[0]["resumed_step"] == 6
@@ -127,9 +114,9 @@ def test_finished_trial_is_returned_without_training_again(tiny_trial):
         run_trial(tiny_trial.replace(base_lr=1e-3))
 
 
-def test_checkpoint_from_another_config_is_refused(tiny_trial):
-    with pytest.raises(Interrupt):
-        run_trial(tiny_trial, callback=InterruptAfterCheckpoint(6), resume=False)
+def test_checkpoint_from_another_config_is_refused(tiny_trial, stop_after_checkpoint):
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(tiny_trial, callback=stop_after_checkpoint(6), resume=False)
     with pytest.raises(CheckpointError, match="batch_size"):
         run_trial(tiny_trial.replace(batch_size=8, budget_value=8 * 24))
 
