@@ -12,6 +12,12 @@ docs/ARCHITECTURE.md ("MLflow schema") describes the layout these names make:
 - under budgets.strategy branches, ROLE_TAG says a trial's role: a trunk (never a point of a
   fit) or a branch, which also carries TRUNK_KEY_TAG and FORK_STEP_TAG; a run without ROLE_TAG
   is an independent trial.
+
+A trial's metrics are stored under section prefixes (`train/loss`, `test/loss_avg`,
+`test_scale/loss_03`, `final/test_loss_avg`, `counters/images`), because MLflow's chart view
+groups charts by the part before the first "/". `logged_metric_name` makes the stored name from
+the trainer's, `plain_metric_name` turns it back: the loader's columns keep the trainer's names,
+and stores written before the sections (plain names) load the same.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ PID_TAG = "varscale.pid"
 RESUMED_STEP_TAG = "varscale.resumed_step"
 CHECKPOINT_STEP_TAG = "varscale.checkpoint_step"
 STEPS_DONE_TAG = "varscale.steps_done"
+# The identity of the token cache a trial trains on, set by the driver when it submits the trial:
+# a launch refuses to mix caches within a study (orchestration.execution.study_checks).
+TOKEN_CACHE_TAG = "varscale.token_cache"
 # A trainer-reported value that disagrees with the param the driver logged (never fatal).
 TRAINER_VALUE_TAG_PREFIX = "varscale.trainer_"
 # Cooldown branches: a trial's role, and a branch's trunk and fork step.
@@ -43,6 +52,15 @@ FORKS_WRITTEN_TAG = "varscale.forks_written"  # a trunk's: the steps of the fork
 TRIAL_COUNT_TAG = "varscale.trials"
 BUDGET_KIND_TAG = "varscale.budget_kind"
 STRATEGY_TAG = "varscale.strategy"
+# One tag per attempt of a trial (varscale.attempt.1, .2, ...): a JSON object with start, end
+# (unix seconds), node, node_id, pid, cpus, gpus and the reason it ended (ATTEMPT_* below).
+ATTEMPT_TAG_PREFIX = "varscale.attempt."
+ATTEMPT_COMPLETED, ATTEMPT_FAILED, ATTEMPT_WORKER_DIED = "completed", "failed", "worker died"
+# MLflow's own tags: the experiment's kind (3.x opens an experiment without it in its GenAI view,
+# which shows traces and no runs) and a run's description (the parent's: the study summary).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CUSTOM_MODEL_KIND = "custom_model_development"
+NOTE_TAG = "mlflow.note.content"
 
 # Values of KIND_TAG.
 STUDY_KIND, TRIAL_KIND = "study", "trial"
@@ -97,6 +115,9 @@ DRY_RUN_FILE = "dry_run.txt"
 TOKENIZER_STAGE_FILE = "tokenizer_stage.json"
 FITS_ARTIFACT_FOLDER = "fits"
 TRIAL_CONFIG_FILE = "trial_config.yaml"  # in each trial's folder and on its child run
+# In each trial's folder, rewritten atomically at every train log by the trial's callback and
+# read by the launch's progress display: {"step", "steps", "train_loss", "images_per_second", "time"}.
+PROGRESS_FILE = "progress.json"
 
 
 def redact_uri(uri: str) -> str:
