@@ -45,9 +45,19 @@ ACTIVATION_CHECKPOINTING = ("none", "blocks")
 SHARDINGS = ("ddp", "fsdp")
 ATTENTION_CHOICES = ("auto", *ATTENTION_KERNELS)
 TRIAL_ROLES = ("independent", "trunk", "branch")
+# The default divergence bound, as a multiple of ln(codebook size). A uniform guess over the V
+# codes costs ln V nats per token, and a freshly initialised VAR starts there; learning only
+# brings the loss down. A train-loss window averaging 2 ln V means the right token got, on
+# average, a probability below 1/V^2: confidently wrong, which only an unstable update does
+# (a probe's lr-1000 trials sat at ~180x ln V and were reported completed). Twice, not just
+# ln V: a healthy run's first window and its loss spikes may pass ln V for a moment.
+DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS = 2.0
 # Fields that may differ between a checkpoint's config and the resuming one: they change
-# where and how fast a trial runs, never what it computes.
+# where and how fast a trial runs, never what it computes. divergence_loss is a stop rule, not
+# part of the update (a run below both limits computes the same), and trials written while its
+# default was inf must still resume and count as finished.
 RESUME_FREE_FIELDS = (
+    "divergence_loss",
     "token_cache",
     "output_dir",
     "device",
@@ -105,7 +115,8 @@ class TrialConfig:
     checkpoint_every [0]: steps between checkpoints (0 = only at the end).
     device ["auto"], threads [1] (torch intra-op threads; 0 = torch's default),
     precision ["bf16"]: autocast dtype on CUDA (fp16 adds a GradScaler); CPU runs fp32.
-    divergence_loss [inf]: a train loss above this (or NaN/inf) ends the trial "diverged".
+    divergence_loss [None]: a train loss above this (or NaN/inf) ends the trial "diverged";
+    None = DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS x ln(codebook size) of the cache; inf = off.
     sample_grid [False], samples_per_class [4], sample_cfg [1.5], sample_top_k [0 = all],
     sample_top_p [0.96]: an end-of-trial PNG grid (output_dir/samples.png).
 
@@ -156,7 +167,7 @@ class TrialConfig:
     device: str = "auto"
     threads: int = 1
     precision: str = "bf16"
-    divergence_loss: float = math.inf
+    divergence_loss: float | None = None
     sample_grid: bool = False
     samples_per_class: int = 4
     sample_cfg: float = 1.5
@@ -217,8 +228,15 @@ class TrialConfig:
             _integer(self, "eval_images", minimum=1)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision is {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
-        if not (isinstance(self.divergence_loss, (int, float)) and self.divergence_loss > 0):
-            raise ConfigError(f"divergence_loss is {self.divergence_loss!r}; it must be > 0 (inf = off)")
+        if self.divergence_loss is not None and not (
+            isinstance(self.divergence_loss, (int, float))
+            and not isinstance(self.divergence_loss, bool)
+            and self.divergence_loss > 0
+        ):
+            raise ConfigError(
+                f"divergence_loss is {self.divergence_loss!r}; it must be > 0 (inf = off, null = "
+                f"{DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS:g} x ln(codebook size))"
+            )
         if not isinstance(self.sample_grid, bool):
             raise ConfigError(f"sample_grid is {self.sample_grid!r}; use true or false")
         if not isinstance(self.device, str) or not (
@@ -308,6 +326,13 @@ class TrialConfig:
         if self.fork_budgets:
             return "trunk"
         return "branch" if self.fork_path is not None else "independent"
+
+    def divergence_limit(self, codebook_size: int) -> float:
+        """The train loss above which the trial ends "diverged": `divergence_loss`, or by default
+        DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS x ln(codebook_size) (see that constant for why)."""
+        if self.divergence_loss is not None:
+            return float(self.divergence_loss)
+        return DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS * math.log(codebook_size)
 
     @property
     def peak_lr(self) -> float:

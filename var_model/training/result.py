@@ -14,15 +14,22 @@ from var_model.files import atomic_write_json
 
 TRIAL_STATUSES = ("completed", "diverged")
 RESULT_FILE = "result.json"
+# A completed trial's final test loss against the frequency baseline of its token cache
+# (var_model.tokenizer.baseline: the unigram, the acceptance bar of a trial). A trial above it
+# learnt nothing beyond token frequencies: it completed, but it is no point of a scaling law,
+# so it carries the flag (1.0, else 0.0) and the analysis leaves it out of fits.
+UNIGRAM_BASELINE_METRIC = "final_unigram_test_loss_avg"
+ABOVE_BASELINE_METRIC = "final_above_unigram_baseline"
 
 
 @dataclass(frozen=True)
 class TrialResult:
     """status: "completed" or "diverged". metrics: the final metrics (`final_test_loss_avg`,
     `final_test_loss_last`, `final_test_error_avg`, `final_test_error_last`, `final_images`,
-    `final_tokens`, `final_flops`, and `final_test_loss_scale_KK`; a diverged trial has the
-    counters and `final_train_loss` only). steps: optimiser steps taken. checkpoint_path: the
-    last checkpoint written (None if none). message: why a trial diverged."""
+    `final_tokens`, `final_flops`, `final_test_loss_scale_KK`, and UNIGRAM_BASELINE_METRIC /
+    ABOVE_BASELINE_METRIC; a diverged trial has the counters and `final_train_loss` only).
+    steps: optimiser steps taken. checkpoint_path: the last checkpoint written (None if none).
+    message: why a trial diverged, or that a completed one stayed above the unigram baseline."""
 
     status: str
     metrics: dict[str, float]

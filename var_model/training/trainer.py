@@ -9,8 +9,10 @@ pass) -> logits -> cross-entropy over all tokens (uniform per token), in micro-b
 gradients add up to the full batch's -> AdamW step with clipped gradients. One process, DDP or
 FSDP2 (training/parallel.py): the loop is the same.
 At log points: train metrics; at evaluation points and at the end: test metrics; after both,
-an atomic checkpoint. A NaN/inf (or too large) train loss ends the trial with status
-"diverged": a result, not an exception, so a study keeps going.
+an atomic checkpoint. A NaN/inf (or too large: TrialConfig.divergence_limit, by default
+2 ln V) train loss ends the trial with status "diverged": a result, not an exception, so a
+study keeps going. A completed trial whose final test loss is above its cache's unigram
+baseline is flagged (training/result.py), so that fits leave it out.
 
 Cooldown branches (training/forks.py has the contract): a trunk writes a fork checkpoint
 right after each fork step and stops at its last; a branch's fresh start is its fork's state
@@ -36,12 +38,17 @@ from var_model.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from var_model.training.config import RESUME_FREE_FIELDS, TrialConfig, differing_fields
+from var_model.training.config import (
+    DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS,
+    RESUME_FREE_FIELDS,
+    TrialConfig,
+    differing_fields,
+)
 from var_model.training.distributed import DistributedContext
 from var_model.training.evaluation import evaluate
 from var_model.training.optimizer import set_learning_rate
 from var_model.training.parallel import gathered_weights
-from var_model.training.result import RESULT_FILE, TrialResult
+from var_model.training.result import ABOVE_BASELINE_METRIC, RESULT_FILE, UNIGRAM_BASELINE_METRIC, TrialResult
 from var_model.training.sampling import sample_grid, save_png
 from var_model.training.setup import TrialParts, build_trial
 from var_model.training.state import (
@@ -113,6 +120,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
     shard = context.shard(parts.batches.batch_size)
     started = time.perf_counter()
     last_checkpoint: str | None = str(checkpoint_path) if resumed_step else None
+    divergence_limit = config.divergence_limit(parts.cache.codebook_size)
     if start_step == parts.steps:
         # the final checkpoint was written but the process died before result.json: the
         # weights are final, only the closing evaluation is repeated
@@ -139,7 +147,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
             # never checkpoint a diverged state; a log point also closes the metric window
             train = _window_means(window, context, reset=log_point)
             last_train_loss = train["train_loss"]
-            if not math.isfinite(last_train_loss) or last_train_loss > config.divergence_loss:
+            if not math.isfinite(last_train_loss) or last_train_loss > divergence_limit:
                 return _diverged(parts, config, context, callbacks, step, last_train_loss, last_checkpoint)
             if log_point:
                 metrics.update(train)
@@ -231,8 +239,12 @@ def _diverged(
     counters = parts.cost.counters(step)
     metrics = {"final_train_loss": train_loss, **{f"final_{key}": value for key, value in counters.items()}}
     callbacks.on_metrics(step, {"train_loss": train_loss, **counters})
+    limit = config.divergence_limit(parts.cache.codebook_size)
+    default = f"{DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS:g} ln V"
+    source = "divergence_loss" if config.divergence_loss is not None else default
     message = (
-        f"train loss {train_loss} at step {step} (limit {config.divergence_loss}); "
+        f"train loss {train_loss:.4g} at step {step} (limit {limit:.4g}: {source}, V = "
+        f"{parts.cache.codebook_size} codes); "
         f"lr {parts.schedule.lr(step - 1):.3g}: lower base_lr or raise warmup_fraction"
     )
     result = TrialResult(
@@ -269,8 +281,28 @@ def _completed(
         for key, value in metrics.items()
         if key.startswith(("test_", "train_loss", "images", "tokens", "flops"))
     }
-    result = TrialResult("completed", final, step, checkpoint, info={**parts.info, "trial_config": config.to_dict()})
+    final, message = _against_unigram_baseline(parts.cache, final)
+    result = TrialResult(
+        "completed", final, step, checkpoint, message, info={**parts.info, "trial_config": config.to_dict()}
+    )
     return _finish(parts, config, context, callbacks, result)
+
+
+def _against_unigram_baseline(cache: TokenCache, final: dict[str, float]) -> tuple[dict[str, float], str]:
+    """The finals with the cache's unigram test loss and the flag of a trial above it, and the
+    message that says so. The baseline scores the whole test split, the trial its first
+    eval_images rows: a close comparison either way, and the flag is for trials far above."""
+    baseline = unigram_baselines(cache)["unigram_test_loss_avg"]
+    loss = final["final_test_loss_avg"]
+    above = not loss < baseline  # a NaN loss learnt nothing either
+    final = {**final, UNIGRAM_BASELINE_METRIC: baseline, ABOVE_BASELINE_METRIC: float(above)}
+    if not above:
+        return final, ""
+    return final, (
+        f"final test loss {loss:.4g} is not below the token cache's unigram baseline {baseline:.4g} (token "
+        "frequencies alone): the trial learnt nothing beyond them, so fits leave it out; train it longer "
+        "or check its lr"
+    )
 
 
 def unigram_reference(config: TrialConfig) -> dict[str, float]:
