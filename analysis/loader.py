@@ -3,7 +3,9 @@ it only reads. The schema it reads is docs/ARCHITECTURE.md's "MLflow schema":
 
 - experiment name = study name; child runs tagged varscale.kind=trial carry params (strings,
   cast here), the tag varscale.status, metric histories against an integer step (with images,
-  tokens, flops counters logged as metrics beside the step) and final_* metrics;
+  tokens, flops counters logged as metrics beside the step) and final_* metrics. Metric names
+  are stored under sections (`train/loss`, `final/test_loss_avg`: mlflow_schema says why); the
+  frames use the trainer's names (`train_loss`, `final_test_loss_avg`), for new and old stores;
 - under budgets.strategy branches the tag varscale.role (column `role`: independent, trunk or
   branch; `trunk_key`, `fork_step` beside it). A trunk is never a point of a fit: it is the
   shared constant-LR prefix of its branches, not a trained run of any budget, so `fit_trials`
@@ -48,6 +50,7 @@ from analysis.mlflow_schema import (
     TRIAL_KIND,
     TRUNK_KEY_TAG,
     TRUNK_ROLE,
+    plain_metric_name,
     redact_uri,
 )
 
@@ -122,8 +125,14 @@ def _search_all(client, experiment_id: str, filter_string: str) -> list:
             return runs
 
 
+def _plain_metrics(run) -> dict[str, float]:
+    """The run's latest metric values under the trainer's names (sectioned names, `train/loss`,
+    turned back; a store from before the sections already has them)."""
+    return {plain_metric_name(name): value for name, value in run.data.metrics.items()}
+
+
 def _trial_row(study: str, run) -> dict:
-    tags, metrics = run.data.tags, run.data.metrics
+    tags, metrics = run.data.tags, _plain_metrics(run)
     status = tags.get(STATUS_TAG) or RUN_STATUS_TO_TRIAL_STATUS.get(run.info.status, "unknown")
     row = {
         "study": study,
@@ -156,13 +165,14 @@ def _trial_row(study: str, run) -> dict:
 def _histories(client, trials: pd.DataFrame, runs_by_id: dict, metrics: tuple[str, ...] | None) -> pd.DataFrame:
     records = []
     for run_id, trial_key in zip(trials["run_id"], trials["trial_key"], strict=True):
-        logged = runs_by_id[run_id].data.metrics
-        keys = [key for key in logged if not key.startswith(FINAL_PREFIX)]
+        # stored name -> the trainer's name (the `metric` column keeps the trainer's names)
+        names = {stored: plain_metric_name(stored) for stored in runs_by_id[run_id].data.metrics}
+        names = {stored: name for stored, name in names.items() if not name.startswith(FINAL_PREFIX)}
         if metrics is not None:
-            keys = [key for key in keys if key in metrics or key in COUNTERS]
-        for key in keys:
-            for point in client.get_metric_history(run_id, key):
-                records.append((trial_key, run_id, key, point.step, point.value, point.timestamp))
+            names = {stored: name for stored, name in names.items() if name in metrics or name in COUNTERS}
+        for stored, name in names.items():
+            for point in client.get_metric_history(run_id, stored):
+                records.append((trial_key, run_id, name, point.step, point.value, point.timestamp))
     columns = ["trial_key", "run_id", "metric", "step", "value", "timestamp"]
     history = pd.DataFrame.from_records(records, columns=columns)
     # A resumed run may re-log a step: keep the value logged last.

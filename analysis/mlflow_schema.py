@@ -22,6 +22,7 @@ and stores written before the sections (plain names) load the same.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 # --- tags -----------------------------------------------------------------------------------
@@ -108,6 +109,59 @@ TRAIN_LOSS = "train_loss"
 TOKENIZER_METRIC_PREFIX = "tokenizer_"
 # Parent-run metrics and tags of `varscale fit`: fit.<metric>.<N|C>[.<budget>].<number>
 FIT_PREFIX = "fit"
+# A trial's spend, summed over its attempts (allocated GPU- and CPU-core-seconds).
+GPU_SECONDS, CPU_SECONDS = "gpu_seconds_total", "cpu_seconds_total"
+# Logged by the trial callback at each train log: the measured rate since the previous one.
+IMAGES_PER_SECOND = "images_per_second"
+
+# Sections of the stored metric names (see the module docstring). Names in neither column of
+# SECTION_OF_NAME go by their prefix: final_X -> final/X, test_X -> test/X, train_X -> train/X.
+SECTION_SEPARATOR = "/"
+SECTION_OF_NAME = {
+    "lr": "train",
+    "elapsed_seconds": "train",
+    IMAGES_PER_SECOND: "train",
+    **{name: "counters" for name in COUNTERS},
+    GPU_SECONDS: "spend",
+    CPU_SECONDS: "spend",
+}
+PREFIX_SECTIONS = (("final_", "final"), ("test_", "test"), ("train_", "train"))
+PER_SCALE_SECTION = "test_scale"  # test_loss_scale_03 -> test_scale/loss_03
+_PER_SCALE_NAME = re.compile(r"test_(loss|error)_scale_(\d\d)")
+_PER_SCALE_SHORT = re.compile(r"(loss|error)_(\d\d)")
+
+
+def logged_metric_name(name: str) -> str:
+    """The trainer's metric name -> its name in MLflow, under a section ('train_loss' -> 'train/loss')."""
+    if SECTION_SEPARATOR in name:
+        return name
+    per_scale = _PER_SCALE_NAME.fullmatch(name)
+    if per_scale:
+        return f"{PER_SCALE_SECTION}/{per_scale[1]}_{per_scale[2]}"
+    if name in SECTION_OF_NAME:
+        return f"{SECTION_OF_NAME[name]}/{name}"
+    for prefix, section in PREFIX_SECTIONS:
+        if name.startswith(prefix):
+            return f"{section}/{name.removeprefix(prefix)}"
+    return name
+
+
+def plain_metric_name(stored: str) -> str:
+    """A metric's name in MLflow -> the trainer's name ('train/loss' -> 'train_loss'); a name
+    without a section (a store written before them) is returned as it is."""
+    section, separator, rest = stored.partition(SECTION_SEPARATOR)
+    if not separator:
+        return stored
+    per_scale = _PER_SCALE_SHORT.fullmatch(rest)
+    if section == PER_SCALE_SECTION and per_scale:
+        return f"test_{per_scale[1]}_scale_{per_scale[2]}"
+    if SECTION_OF_NAME.get(rest) == section:
+        return rest
+    for prefix, prefix_section in PREFIX_SECTIONS:
+        if section == prefix_section:
+            return f"{prefix}{rest}"
+    return stored
+
 
 # --- artifacts and files ---------------------------------------------------------------------
 RESOLVED_SPEC_FILE = "study.resolved.yaml"  # in <storage>/ and on the parent run
@@ -130,3 +184,19 @@ def redact_uri(uri: str) -> str:
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def redact_text(text: str, uri: str | None) -> str:
+    """`text` (an error, a traceback) without the credentials of `uri`: the URI's user:password
+    part and the password alone, wherever they appear."""
+    if not uri:
+        return text
+    parts = urlsplit(uri)
+    secrets = []
+    if parts.username is not None or parts.password is not None:
+        secrets.append(parts.netloc.rsplit("@", 1)[0] + "@")  # user:password@ (percent-encoded as given)
+    if parts.password:
+        secrets.append(parts.password)
+    for secret in secrets:
+        text = text.replace(secret, "" if secret.endswith("@") else "***")
+    return text

@@ -21,8 +21,13 @@ import yaml
 
 from analysis.errors import AnalysisError
 from orchestration.study.loading import load_study
+from var_model.errors import VarScaleError
 
 FIGURE_FORMATS = ("png", "svg")
+
+
+class FitLoggingError(VarScaleError):
+    """The fit's results could not be logged to MLflow (they are saved as files)."""
 
 
 def resolve_study(study: str, tracking_uri: str | None) -> tuple[str, str | None]:
@@ -91,7 +96,7 @@ def fit_study(
     from analysis.loader import load_study as load_study_frame
     from analysis.report import law_table_text, report_figures, report_results
     from analysis.study_fits import fit_study_laws
-    from orchestration.tracking.fit_results import log_fit_results
+    from orchestration.tracking.fit_results import TrackingWriteError, log_fit_results
 
     if n_bootstrap != 0 and n_bootstrap < 2:
         raise ValueError(f"--bootstrap must be 0 (no bootstrap) or at least 2 resamples, got {n_bootstrap}")
@@ -109,12 +114,17 @@ def fit_study(
     study_frame.trials.to_csv(out / "trials.csv", index=False)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     files += [str(out / "laws.csv"), str(out / "trials.csv"), str(out / "results.json")]
+    law_table = law_table_text(fits)
     if echo:
         print(f"study {name}: {len(study_frame.fit_trials())} completed of {len(study_frame.trials)} trials")
-        print(law_table_text(fits))
+        print(law_table)
         print(f"wrote {len(files)} files to {out}")
     if log_to_mlflow:
-        results["parent_run_id"] = log_fit_results(study_frame, fits, tracking_uri, files)
+        try:
+            results["parent_run_id"] = log_fit_results(study_frame, fits, tracking_uri, files, law_table)
+        except TrackingWriteError as error:
+            # the fits are done and saved; only their copy in MLflow is missing
+            raise FitLoggingError(f"the fits are in {out}, but {error}; or pass --no-mlflow") from None
     results["files"], results["out_dir"] = files, str(out)
     return results
 
@@ -130,8 +140,9 @@ def _handle(args: argparse.Namespace) -> int:
             log_to_mlflow=not args.no_mlflow,
             irreducible=parse_irreducible(args.irreducible),
         )
-    except (AnalysisError, ValueError, FileNotFoundError) as error:
-        # Bad input (unknown study, missing file, unusable data): the message says what; no traceback.
+    except (AnalysisError, ValueError, FileNotFoundError, FitLoggingError, PermissionError) as error:
+        # Bad input (unknown study, missing file, unusable data) or storage that refuses the
+        # results: the message says what; no traceback.
         print(f"varscale fit: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -26,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from analysis import mlflow_schema as schema
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec
+from orchestration.tracking.run_notes import STUDY_HEADING, replace_section, study_summary
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -110,13 +111,21 @@ class StudyTracker:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
+            if experiment.tags.get(schema.EXPERIMENT_KIND_TAG) != schema.CUSTOM_MODEL_KIND:
+                # a store from before the tag: tagged on relaunch, so the UI opens its runs too
+                self.client.set_experiment_tag(
+                    experiment.experiment_id, schema.EXPERIMENT_KIND_TAG, schema.CUSTOM_MODEL_KIND
+                )
             return experiment.experiment_id
         location = None
         if self.spec.tracking_uri.startswith("sqlite:"):
             # Artifacts next to the database in the study's storage (not ./mlruns of whatever
             # directory a Ray worker happens to run in).
             location = Path(self.spec.storage, "mlartifacts").resolve().as_uri()
-        return self.client.create_experiment(self.spec.name, artifact_location=location)
+        # The kind tag: without it MLflow 3.x opens the experiment in its GenAI view (no runs).
+        return self.client.create_experiment(
+            self.spec.name, artifact_location=location, tags={schema.EXPERIMENT_KIND_TAG: schema.CUSTOM_MODEL_KIND}
+        )
 
     def _search(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=10_000)
@@ -133,6 +142,12 @@ class StudyTracker:
                 tags={schema.KIND_TAG: schema.STUDY_KIND, schema.STUDY_TAG: self.spec.name},
             )
             self.parent_run_id = run.info.run_id
+        # The description the UI shows on the parent run: rewritten at each launch (the spec may
+        # have grown), keeping the sections `varscale fit` added below it.
+        note = self.client.get_run(self.parent_run_id).data.tags.get(schema.NOTE_TAG, "")
+        self.client.set_tag(
+            self.parent_run_id, schema.NOTE_TAG, replace_section(note, STUDY_HEADING, study_summary(self.spec))
+        )
         return self.parent_run_id
 
     def trial_runs(self) -> dict[str, object]:

@@ -5,6 +5,11 @@ explicit run id, with one `log_batch` per event (one SQLite transaction, ~20-35 
 resumed or retried trial writes into the same run and concurrent trials never create schema.
 A resume may re-log steps between the last checkpoint and the crash: readers keep the last
 value per step (docs/ARCHITECTURE.md, measured), and the checkpoint's step is recorded as a tag.
+
+Metric names are stored under sections (`schema.logged_metric_name`: `train/loss`, ...) so that
+the MLflow chart view groups them. At each train log the callback also logs the measured
+images/s and writes `<output_dir>/progress.json` (schema.PROGRESS_FILE: step, steps,
+train_loss, images_per_second, time) atomically, for the launcher's live display.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from analysis import mlflow_schema as schema
+from var_model.files import atomic_write_json
 from var_model.training.callbacks import TrialCallback
 from var_model.training.result import RESULT_FILE
 from var_model.training.trainer import METRICS_FILE
@@ -35,6 +41,10 @@ class MlflowTrialCallback(TrialCallback):
         self.run_id = run_id
         self.output_dir = Path(output_dir)
         self.forks_written: list[int] = []  # a trunk's fork steps, as on_fork reports them
+        self.steps = 0  # the trial's total, from on_start
+        # (time, images) at the previous train log: images/s is measured between two logs, so
+        # a resume's restart cost and the closing evaluation do not count against the rate.
+        self._last_rate_point: tuple[float, float] | None = None
 
     def _batch(self, metrics=(), params=(), tags=()) -> None:
         self.client.log_batch(self.run_id, metrics=list(metrics), params=list(params), tags=list(tags))
@@ -43,6 +53,8 @@ class MlflowTrialCallback(TrialCallback):
         # The driver logged the spec's params at creation; add only the trainer's extra ones.
         # Re-logging a param with a different value is an MLflow error, so existing keys are
         # compared instead and a disagreement is recorded as a tag (visible, never fatal).
+        self.steps = int(info.get("steps", 0) or 0)
+        self._last_rate_point = None
         logged = self.client.get_run(self.run_id).data.params
         new_params, tags = (
             [],
@@ -64,14 +76,41 @@ class MlflowTrialCallback(TrialCallback):
 
     def on_metrics(self, step: int, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)
+        numbers = {key: float(value) for key, value in metrics.items() if isinstance(value, (int, float))}
+        if schema.TRAIN_LOSS in numbers:
+            rate = self._images_per_second(numbers.get("images"))
+            if rate is not None:
+                numbers[schema.IMAGES_PER_SECOND] = rate
+            self._write_progress(int(step), numbers)
         # NaN is a legitimate value to log (a diverging loss); MLflow stores it.
         self._batch(
-            metrics=[
-                Metric(key, float(value), now, int(step))
-                for key, value in metrics.items()
-                if isinstance(value, (int, float))
-            ]
+            metrics=[Metric(schema.logged_metric_name(key), value, now, int(step)) for key, value in numbers.items()]
         )
+
+    def _images_per_second(self, images: float | None) -> float | None:
+        if images is None:
+            return None
+        now, previous = time.time(), self._last_rate_point
+        self._last_rate_point = (now, images)
+        if previous is None or now <= previous[0] or images < previous[1]:
+            return None
+        return (images - previous[1]) / (now - previous[0])
+
+    def _write_progress(self, step: int, numbers: dict[str, float]) -> None:
+        progress = {
+            "step": step,
+            "steps": self.steps,
+            "train_loss": numbers[schema.TRAIN_LOSS],
+            "images_per_second": numbers.get(schema.IMAGES_PER_SECOND, math.nan),
+            "time": time.time(),
+        }
+        # NaN is not JSON: a rate not yet measured (the first log) or a NaN loss is written as null.
+        cleaned = {
+            key: (None if isinstance(value, float) and not math.isfinite(value) else value)
+            for key, value in progress.items()
+        }
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.output_dir / schema.PROGRESS_FILE, cleaned)
 
     def on_checkpoint(self, step: int, path: str) -> None:
         self._batch(tags=[RunTag(schema.CHECKPOINT_STEP_TAG, str(int(step)))])
@@ -84,7 +123,10 @@ class MlflowTrialCallback(TrialCallback):
 
     def on_end(self, result) -> None:
         now = int(time.time() * 1000)
-        finals = [Metric(key, float(value), now, int(result.steps)) for key, value in result.metrics.items()]
+        finals = [
+            Metric(schema.logged_metric_name(key), float(value), now, int(result.steps))
+            for key, value in result.metrics.items()
+        ]
         self._batch(metrics=finals, tags=[RunTag(schema.STEPS_DONE_TAG, str(result.steps))])
         if result.message:
             self.client.set_tag(self.run_id, schema.MESSAGE_TAG, result.message[: schema.TAG_VALUE_LIMIT])
