@@ -11,7 +11,7 @@ Tiny CPU walk-through (minutes on a laptop):
 
 Every study command takes `--set key.sub=value` (repeatable) to override the file, e.g.
 `--set model.depths=[2,4] --set storage=/tmp/smoke`. Other subcommands (train, tokenizer,
-sample, bench, fit) come from their own layers through `register(subparsers)`.
+sample, edit, bench, fit) come from their own layers through `register(subparsers)`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import shutil
 import sys
 
@@ -27,7 +28,15 @@ from var_model.errors import VarScaleError
 
 # Subcommands with a module of their own: each has `register(subparsers)` that adds its parsers
 # and sets `handler`.
-REGISTERED_COMMANDS = ("var_model.training.command", "var_model.bench", "orchestration.commands.fit")
+REGISTERED_COMMANDS = (
+    "var_model.training.command",
+    "var_model.edit_command",
+    "var_model.bench",
+    "orchestration.commands.fit",
+)
+
+# The user[:password]@ part of a URL (http://user:secret@host:5000 -> http://host:5000).
+CREDENTIALS_IN_URL = re.compile(r"(?<=://)[^/\s@]+@")
 
 # The handlers below import their layer when they run, not at the top of this module: the
 # study commands must not load MLflow and Ray at every start (`varscale dry-run` needs neither),
@@ -68,7 +77,7 @@ def _launch(args) -> int:
     spec = _load(args)
     result = launch(spec, address=args.address, max_concurrent=args.max_concurrent, dashboard=args.dashboard)
     for key, error in result.errors.items():
-        print(f"FAILED {key}: {error.splitlines()[0] if error else ''}", file=sys.stderr)
+        print(f"FAILED {key}: {without_credentials(error.splitlines()[0]) if error else ''}", file=sys.stderr)
     print(result.summary(spec.name))
     if result.interrupted:
         return 130
@@ -99,7 +108,7 @@ def _demo(args) -> int:
         ["fit", spec.name, "--tracking-uri", spec.tracking_uri, "--out", os.path.join(spec.storage, "fits")]
     )
     code = fit_arguments.handler(fit_arguments)
-    overrides = "".join(f" --set {item}" for item in args.overrides)
+    overrides = "".join(f" --set {without_credentials(item)}" for item in args.overrides)
     varscale, jupyter = _command_path("varscale"), _command_path("jupyter")
     print(f"\nfits, figures and tables: {os.path.join(spec.storage, 'fits')}")
     print("next:")
@@ -109,7 +118,16 @@ def _demo(args) -> int:
         f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "
         f"{jupyter} lab notebooks/scaling_curves.ipynb   # the analysis notebook"
     )
+    if without_credentials(spec.tracking_uri) != spec.tracking_uri:
+        print("  (credentials left out: give them as MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)")
     return code
+
+
+def without_credentials(text: str) -> str:
+    """`text` with the user:password@ of every URL in it removed: what this command prints may
+    be copied into a shell history, a log or an issue (analysis.mlflow_schema.redact_uri does
+    the same for one URI)."""
+    return CREDENTIALS_IN_URL.sub("", text)
 
 
 def _command_path(name: str) -> str:
@@ -174,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except VarScaleError as error:
         # Bad input or a failed start: the message says what and how to fix it; no traceback.
-        print(f"varscale {args.command}: error: {error}", file=sys.stderr)
+        print(f"varscale {args.command}: error: {without_credentials(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -65,8 +65,10 @@ def _labels_tensor(
     return label_B.long()
 
 
-def _keep_masks(keep_mask: torch.Tensor, patch_nums: tuple[int, ...], batch_size: int) -> list[torch.Tensor]:
-    """The keep region at every scale: area-resized mask, kept where >= 0.5, as (B, pn*pn) bools."""
+def keep_masks_per_scale(keep_mask: torch.Tensor, patch_nums: tuple[int, ...], batch_size: int) -> list[torch.Tensor]:
+    """The keep region at every scale: area-resized mask, kept where >= 0.5, as (B, pn*pn) bools.
+
+    A token is kept when at least half of the pixels (or latent cells) it covers are kept."""
     if keep_mask.ndim == 2:
         keep_mask = keep_mask[None, None]
     elif keep_mask.ndim == 3:
@@ -130,7 +132,7 @@ def generate(
                 f"reference_indices have batch sizes {sizes}; each must be 1 (one reference "
                 f"image for all) or {B} (one per label)"
             )
-        keep_masks = _keep_masks(keep_mask.to(device), patch_nums, B)
+        keep_masks = keep_masks_per_scale(keep_mask.to(device), patch_nums, B)
         reference_indices = [idx.to(device).expand(B, -1) for idx in reference_indices]
 
     def pick(k: int, logits_2BlV: torch.Tensor) -> torch.Tensor:

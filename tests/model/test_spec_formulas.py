@@ -324,7 +324,7 @@ def test_sampling_is_seeded_by_a_private_generator(tiny_var):
 def test_keep_mask_is_resized_per_scale_with_threshold_half():
     keep = torch.zeros(32, 32)
     keep[:, :20] = 1.0  # 62.5% of the image: kept at 1x1; at 2x2 the right half holds 25%
-    masks = generation._keep_masks(keep, (1, 2, 4), batch_size=2)
+    masks = generation.keep_masks_per_scale(keep, (1, 2, 4), batch_size=2)
     assert masks[0].tolist() == [[True]] * 2
     assert masks[1].tolist() == [[True, False, True, False]] * 2
     assert masks[2].view(2, 4, 4)[0, 0].tolist() == [True, True, True, False]  # column 2: 4/8 = 0.5
