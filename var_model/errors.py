@@ -21,6 +21,15 @@ class CheckpointError(VarScaleError, ValueError):
     """A checkpoint is missing keys, has unexpected keys, or has mis-shaped tensors."""
 
 
+class UnreadableCheckpointError(CheckpointError):
+    """A checkpoint's bytes cannot be read back (truncated or corrupted on disk), unlike one
+    that reads but is refused: a trial falls back to its previous checkpoint on this one."""
+
+
+class CheckpointWarning(UserWarning):
+    """A trial could not use a checkpoint it found (it fell back to an older one or restarted)."""
+
+
 class DataError(VarScaleError, ValueError):
     """Input data (images, labels, token indices) has the wrong shape, range or type."""
 

@@ -1,8 +1,14 @@
 """Atomic checkpoints of a trial: model, optimiser, schedule, RNG states, data position.
 
-A checkpoint is written to a temporary file in the same directory, flushed to disk, then
-moved over the old one with `os.replace` (atomic on POSIX; var_model/files.py), so a crash
-mid-write leaves the previous checkpoint intact and a reader never sees half a file.
+A checkpoint is written to a temporary file in the same directory, flushed to disk, read back
+(structure and keys, memory-mapped: no tensor bytes copied), and only then moved into place with
+`os.replace` (atomic on POSIX; var_model/files.py), so a crash mid-write leaves the previous
+checkpoint intact and a reader never sees half a file. The checkpoint it replaces is kept as
+`checkpoint.previous.pt`: a file damaged after it was written (a probe truncated one to half
+its bytes, which failed its trial on every relaunch) is moved aside to `<name>.unreadable` by
+`newest_readable_checkpoint`, and the trial resumes from the previous one, or from step 0 when
+neither reads, saying so. Bit flips inside tensor data are not detected (no per-save hash: at
+the paper's sizes it would cost a pass over tens of GB per save and per load).
 
 Checkpoints are read as data only (`torch.load(weights_only=True)`): trial checkpoints sit on
 storage that every node and several people write to, and a pickle that may name any callable
@@ -23,16 +29,19 @@ from __future__ import annotations
 import os
 import pickle
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from var_model.errors import CheckpointError
+from var_model.errors import CheckpointError, UnreadableCheckpointError
 from var_model.files import write_temporary
 
 CHECKPOINT_FILE = "checkpoint.pt"
+PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.pt"
+UNREADABLE_SUFFIX = ".unreadable"
 CHECKPOINT_FORMAT = 2
 # Format 1 stored numpy's RNG state as a tuple holding a uint32 ndarray. These are the only
 # globals such a file needs; they rebuild plain arrays and dtypes and call nothing else.
@@ -51,11 +60,68 @@ REQUIRED_KEYS = (
 MT19937_KEY_WORDS = 624
 
 
+def previous_checkpoint_path(path: str | os.PathLike[str]) -> Path:
+    """Where `save_checkpoint` keeps the checkpoint that `path` replaced."""
+    return Path(path).with_name(PREVIOUS_CHECKPOINT_FILE)
+
+
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Write `state` (which must hold REQUIRED_KEYS except `format`) atomically to `path`."""
+    """Write `state` (which must hold REQUIRED_KEYS except `format`) atomically to `path`, once
+    the written file reads back; the checkpoint it replaces becomes `previous_checkpoint_path`."""
     path = Path(path)
-    os.replace(write_temporary_checkpoint(path, state), path)
+    temporary = write_temporary_checkpoint(path, state)
+    try:
+        _check_reads_back(temporary)
+        if path.exists():
+            # a crash between these two renames leaves only the previous file: resume reads it
+            os.replace(path, previous_checkpoint_path(path))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _check_reads_back(path: Path) -> None:
+    # memory-mapped: the pickle, the zip directory and every record's place are checked, no
+    # tensor bytes are copied, so this costs milliseconds whatever the model's size
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:
+        raise CheckpointError(f"checkpoint just written to {path} does not read back ({error}); not used") from error
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint just written to {path} lacks {missing}; not used")
+
+
+@dataclass(frozen=True)
+class ReadableCheckpoint:
+    """What `newest_readable_checkpoint` found: the file and its state (None when no file
+    could be read, or none exists), and one line per unreadable file it moved aside."""
+
+    path: Path | None
+    state: dict[str, Any] | None
+    skipped: tuple[str, ...] = ()
+
+
+def newest_readable_checkpoint(path: str | os.PathLike[str]) -> ReadableCheckpoint:
+    """The checkpoint at `path`, or the previous one if `path` cannot be read. An unreadable
+    file (truncated or corrupt) is moved to `<name>.unreadable`, so that the next save does not
+    rotate it over the good previous file and a relaunch does not trip on it again. A file that
+    reads but is refused (pickled objects, missing keys) is an error, not skipped: it is no
+    accident of storage."""
+    path = Path(path)
+    skipped: list[str] = []
+    for candidate in (path, previous_checkpoint_path(path)):
+        if not candidate.exists():
+            continue
+        try:
+            return ReadableCheckpoint(candidate, load_checkpoint(candidate), tuple(skipped))
+        except UnreadableCheckpointError as error:
+            aside = candidate.with_name(candidate.name + UNREADABLE_SUFFIX)
+            os.replace(candidate, aside)
+            skipped.append(f"{error}; moved to {aside.name}")
+    return ReadableCheckpoint(None, None, tuple(skipped))
 
 
 def write_temporary_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
@@ -81,7 +147,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except pickle.UnpicklingError as error:
         raise CheckpointError(_refusal(path, error)) from None
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from error
+        detail = str(error).splitlines()[0] if str(error) else ""
+        raise UnreadableCheckpointError(
+            f"checkpoint {path} ({path.stat().st_size} bytes) cannot be read ({type(error).__name__}: {detail})"
+        ) from error
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a dict")
     missing = [key for key in REQUIRED_KEYS if key not in state]

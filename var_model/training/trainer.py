@@ -23,19 +23,22 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from var_model.errors import CheckpointError, TrialError
+from var_model.errors import CheckpointError, CheckpointWarning, TrialError
 from var_model.tokenizer.baseline import unigram_baselines
 from var_model.tokenizer.cache import TokenCache
 from var_model.training.branches import ForkWriter, start_from_fork
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
 from var_model.training.checkpoint import (
     CHECKPOINT_FILE,
-    load_checkpoint,
+    PREVIOUS_CHECKPOINT_FILE,
+    ReadableCheckpoint,
+    newest_readable_checkpoint,
     save_checkpoint,
 )
 from var_model.training.config import (
@@ -88,7 +91,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
     if context.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
-            for name in (CHECKPOINT_FILE, RESULT_FILE, METRICS_FILE, SAMPLES_FILE):
+            for name in (CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE, RESULT_FILE, METRICS_FILE, SAMPLES_FILE):
                 (output_dir / name).unlink(missing_ok=True)
     context.barrier()
     if resume:
@@ -105,21 +108,25 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
     callbacks = CallbackList([JsonlCallback(output_dir / METRICS_FILE), callback] if context.is_main else [])
     window = new_window(context.device)
     start_step = resumed_step = 0
-    if resume and checkpoint_path.exists():
-        start_step = resumed_step = _restore(parts, window=window, path=checkpoint_path, config=config, context=context)
+    found = _readable_checkpoint(checkpoint_path, context) if resume else ReadableCheckpoint(None, None)
+    if found.state is not None:
+        start_step = resumed_step = _restore(parts, window, found, config, context)
     elif parts.plan.role == "branch":
         start_step = start_from_fork(parts, window, config, context)
     else:
         torch.manual_seed(config.seed + 1_000_003 * context.rank)  # same stream on a fresh start
+    start_info = {**parts.info, "resumed_step": resumed_step}
+    if found.skipped:
+        start_info["checkpoint_fallback"] = _fallback_note(found, resumed_step, context)
     forks = ForkWriter(parts, config, context, callbacks)
-    callbacks.on_start({**parts.info, "resumed_step": resumed_step})
+    callbacks.on_start(start_info)
     forks.report_written()
 
     test_indices = parts.cache.indices("test")[: config.eval_images]
     test_labels = parts.cache.labels("test")[: config.eval_images]
     shard = context.shard(parts.batches.batch_size)
     started = time.perf_counter()
-    last_checkpoint: str | None = str(checkpoint_path) if resumed_step else None
+    last_checkpoint: str | None = str(found.path) if resumed_step else None
     divergence_limit = config.divergence_limit(parts.cache.codebook_size)
     if start_step == parts.steps:
         # the final checkpoint was written but the process died before result.json: the
@@ -203,8 +210,28 @@ def _save(
     return str(path)
 
 
-def _restore(parts: TrialParts, window: Window, path: Path, config: TrialConfig, context: DistributedContext) -> int:
-    state = load_checkpoint(path)
+def _readable_checkpoint(path: Path, context: DistributedContext) -> ReadableCheckpoint:
+    """The newest checkpoint that reads. Rank 0 looks first and moves unreadable files aside;
+    after the barrier the other ranks find the file it chose first in line."""
+    found = newest_readable_checkpoint(path) if context.is_main else None
+    context.barrier()
+    return found if found is not None else newest_readable_checkpoint(path)
+
+
+def _fallback_note(found: ReadableCheckpoint, resumed_step: int, context: DistributedContext) -> str:
+    """Say that a checkpoint was skipped, in a warning (worker logs) and in the start info
+    (metrics.jsonl, the trial's run): the steps since the older state are trained again."""
+    outcome = f"resumed from {found.path.name} at step {resumed_step}" if found.path else "restarted from step 0"
+    note = f"{'; '.join(found.skipped)}: {outcome}"
+    if context.is_main:
+        warnings.warn(note, CheckpointWarning, stacklevel=3)
+    return note
+
+
+def _restore(
+    parts: TrialParts, window: Window, found: ReadableCheckpoint, config: TrialConfig, context: DistributedContext
+) -> int:
+    state, path = found.state, found.path
     differing = differing_fields(state["trial_config"], config.to_dict(), RESUME_FREE_FIELDS)
     if differing:
         raise CheckpointError(
