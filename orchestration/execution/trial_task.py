@@ -5,6 +5,8 @@ in a Ray task. A worker killed mid-trial (kill -9, node loss) is resubmitted by 
 (`max_retries`), and the trainer resumes from `output_dir/checkpoint.pt` into the same MLflow
 run, because the run id travels in the request. A Python exception is not retried: it is a
 bug or bad input and would fail again; a diverged trial is a result (status "diverged").
+Every attempt is recorded on the run with its node, allocation, times and end
+(tracking.attempts), and the run sums its GPU- and CPU-seconds over attempts.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from mlflow.tracking import MlflowClient
 
 from analysis import mlflow_schema as schema
+from analysis.mlflow_schema import redact_text
+from orchestration.tracking.attempts import AttemptLog, allocated
+from orchestration.tracking.clients import tracking_client
 from orchestration.tracking.trial_callback import MlflowTrialCallback
-from var_model.errors import DivergenceError
+from var_model.errors import DivergenceError, TrialError
 from var_model.training import run_trial
 
 
@@ -39,19 +43,31 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
     """Run one trial to its end; returns {key, status, metrics, steps, node, pid}."""
     torch.set_num_threads(request.threads)
     trial_function = trial_function or run_trial
-    client = MlflowClient(request.tracking_uri)
+    client = tracking_client(request.tracking_uri)
     run = client.get_run(request.run_id)
     attempt = int(run.data.tags.get(schema.ATTEMPTS_TAG, "0")) + 1
     client.update_run(request.run_id, status="RUNNING")
     client.set_tag(request.run_id, schema.STATUS_TAG, schema.RUNNING)
     client.set_tag(request.run_id, schema.ATTEMPTS_TAG, str(attempt))
     os.makedirs(request.output_dir, exist_ok=True)
+    # Spend: this attempt's start, node and allocation now; its end and reason below. A previous
+    # attempt whose worker was killed is closed first (tracking.attempts says how).
+    attempts = AttemptLog(client, request.run_id)
+    attempts.begin(
+        node=socket.gethostname(),
+        node_id=_ray_node_id(),
+        pid=os.getpid(),
+        cpus=allocated(run.data.params, "cpus"),
+        gpus=float(request.gpus),
+        output_dir=request.output_dir,
+    )
     callback = MlflowTrialCallback(request.tracking_uri, request.run_id, request.output_dir)
     try:
         result = trial_function(request.trial_config, callback, resume=True)
     except DivergenceError as error:
         # The trainer returns a "diverged" result; should a divergence be raised instead, it is
         # still a result of the study, not a failure to retry.
+        attempts.end(schema.DIVERGED)
         client.set_tag(request.run_id, schema.STATUS_TAG, schema.DIVERGED)
         client.set_tag(request.run_id, schema.MESSAGE_TAG, str(error)[: schema.TAG_VALUE_LIMIT])
         client.set_terminated(request.run_id, status="FINISHED")
@@ -64,11 +80,20 @@ def execute_trial(request: TrialRequest, trial_function: Callable | None = None)
             "pid": os.getpid(),
             "node_id": _ray_node_id(),
         }
-    except Exception:
+    except Exception as error:
+        # A tracking URI with credentials may be in the error (MLflow's REST errors name the
+        # URL): never into the run, the worker's log or the driver's console.
+        failure = redact_text(traceback.format_exc(), request.tracking_uri)
+        attempts.end(
+            f"{schema.ATTEMPT_FAILED}: {redact_text(f'{type(error).__name__}: {error}', request.tracking_uri)}"
+        )
         client.set_tag(request.run_id, schema.STATUS_TAG, schema.FAILED)
-        client.set_tag(request.run_id, schema.FAILURE_TAG, traceback.format_exc()[-schema.FAILURE_TAIL_LIMIT :])
+        client.set_tag(request.run_id, schema.FAILURE_TAG, failure[-schema.FAILURE_TAIL_LIMIT :])
         client.set_terminated(request.run_id, status="FAILED")
+        if failure != traceback.format_exc():
+            raise TrialError(f"trial {request.key} failed: {failure[-schema.FAILURE_TAIL_LIMIT :]}") from None
         raise
+    attempts.end(result.status)
     client.set_tag(request.run_id, schema.STATUS_TAG, result.status)
     client.set_terminated(request.run_id, status="FINISHED")
     return {

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from analysis.loader import StudyFrame
 from analysis.mlflow_schema import (
@@ -28,6 +27,7 @@ from analysis.mlflow_schema import (
 from analysis.report import file_label
 from analysis.study_fits import StudyFits
 from orchestration.tracking.batches import log_batch_in_chunks
+from orchestration.tracking.clients import tracking_client
 from orchestration.tracking.run_notes import LAWS_HEADING, laws_section, replace_section
 from var_model.errors import VarScaleError
 
@@ -57,7 +57,7 @@ def log_fit_results(
 
 
 def _log_fit_results(study: StudyFrame, fits: StudyFits, tracking_uri: str | None, files: list[str], law_table: str):
-    client = MlflowClient(tracking_uri)
+    client = tracking_client(tracking_uri)
     run_id = study.parent_run_id
     if run_id is None:
         run_id = client.create_run(

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from analysis.mlflow_schema import ATTEMPTS_TAG, KIND_TAG, PENDING, STATUS_TAG, TRIAL_KEY_TAG, TRIAL_KIND
 from analysis.text import counts_text, text_table
 from orchestration.study.spec import StudySpec
 from orchestration.study.trial_config import plan_study
+from orchestration.tracking.clients import tracking_client
 from orchestration.tracking.study_runs import sqlite_path
 from var_model.errors import VarScaleError
 
@@ -29,7 +28,7 @@ def study_status(spec: StudySpec) -> list[dict]:
             f"study {spec.name!r} has no MLflow store yet at {spec.tracking_uri}; "
             "launch it first (varscale launch STUDY)"
         )
-    client = MlflowClient(spec.tracking_uri)
+    client = tracking_client(spec.tracking_uri)
     experiment = client.get_experiment_by_name(spec.name)
     runs = []
     if experiment is not None:

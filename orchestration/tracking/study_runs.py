@@ -21,11 +21,12 @@ import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 
 from analysis import mlflow_schema as schema
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec
+from orchestration.tracking.attempts import AttemptLog
+from orchestration.tracking.clients import tracking_client
 from orchestration.tracking.run_notes import STUDY_HEADING, replace_section, study_summary
 
 SQLITE_PREFIX = "sqlite:///"
@@ -92,7 +93,7 @@ def ensure_store(tracking_uri: str, storage: str) -> None:
     if sqlite_path(tracking_uri):
         Path(sqlite_path(tracking_uri)).parent.mkdir(parents=True, exist_ok=True)
     # Any query opens the store, which creates and migrates the schema.
-    MlflowClient(tracking_uri).search_experiments(max_results=1)
+    tracking_client(tracking_uri).search_experiments(max_results=1)
 
 
 class StudyTracker:
@@ -102,7 +103,7 @@ class StudyTracker:
         self.spec = spec
         self.schedule = schedule or spec.recipe.schedule
         ensure_store(spec.tracking_uri, spec.storage)
-        self.client = MlflowClient(spec.tracking_uri)
+        self.client = tracking_client(spec.tracking_uri)
         self.experiment_id = self._experiment()
         self.parent_run_id: str | None = None
 
@@ -187,8 +188,15 @@ class StudyTracker:
         return reconciled
 
     def mark(self, run_id: str, status: str, failure: str | None = None) -> None:
+        if status == schema.FAILED:
+            # the driver saw the trial end (a worker that died for good, Ctrl-C): an attempt the
+            # worker could not close ends now, for the spend
+            first_line = failure.strip().splitlines()[0] if failure and failure.strip() else ""
+            reason = schema.redact_text(first_line, self.spec.tracking_uri) or schema.ATTEMPT_WORKER_DIED
+            AttemptLog(self.client, run_id).close_open(reason, end=time.time())
         self.client.set_tag(run_id, schema.STATUS_TAG, status)
         if failure:
+            failure = schema.redact_text(failure, self.spec.tracking_uri)
             self.client.set_tag(run_id, schema.FAILURE_TAG, failure[-schema.FAILURE_TAIL_LIMIT :])
         mlflow_status = schema.TERMINAL_RUN_STATUS.get(status)
         if mlflow_status:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 
 from analysis import mlflow_schema as schema
+from orchestration.tracking.clients import tracking_client
 from var_model.files import atomic_write_json
 from var_model.training.callbacks import TrialCallback
 from var_model.training.result import RESULT_FILE
@@ -37,7 +37,7 @@ TRIAL_FILES = (*SAMPLE_GRID_NAMES, schema.TRIAL_CONFIG_FILE, METRICS_FILE, RESUL
 
 class MlflowTrialCallback(TrialCallback):
     def __init__(self, tracking_uri: str, run_id: str, output_dir: str):
-        self.client = MlflowClient(tracking_uri)
+        self.client = tracking_client(tracking_uri)
         self.run_id = run_id
         self.output_dir = Path(output_dir)
         self.forks_written: list[int] = []  # a trunk's fork steps, as on_fork reports them

@@ -138,7 +138,9 @@ def test_branches_start_from_their_forks_while_the_trunk_trains_each_once(tmp_pa
             "d1-trunk-s0",
             str(fork),
         )
-        assert runs[key].data.metrics["final_images"] == 8 * (2 * fork)  # the whole budget, counted from step 0
+        assert runs[key].data.metrics[schema.logged_metric_name("final_images")] == 8 * (
+            2 * fork
+        )  # the whole budget, counted from step 0
     assert {key: trained_steps(spec, key) for key in KEYS} == TRAINED
     # the first branch was submitted once its fork existed, while its trunk had steps left to train
     assert seen and seen[0] < 4
@@ -258,6 +260,7 @@ def test_real_branches_launched_by_the_study_equal_the_independent_wsd_runs(tmp_
     }
     for key in KEYS[1:]:
         branch, run = runs[key].data.metrics, alone[key].data.metrics
-        assert branch["final_test_loss_avg"] == run["final_test_loss_avg"], key
-        assert branch["final_images"] == run["final_images"]
+        loss, images = schema.logged_metric_name("final_test_loss_avg"), schema.logged_metric_name("final_images")
+        assert branch[loss] == run[loss], key
+        assert branch[images] == run[images]
     assert read_forks(trunk_folder(branches)) == []

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import KIND_TAG, PARENT_RUN_TAG, STATUS_TAG, TRIAL_KEY_TAG
+from analysis.mlflow_schema import KIND_TAG, PARENT_RUN_TAG, STATUS_TAG, TRIAL_KEY_TAG, logged_metric_name
 from orchestration.cli import main
 from orchestration.execution.launcher import launch
 from orchestration.study.loading import load_study
@@ -65,11 +65,11 @@ def test_varscale_launch_trains_a_tiny_study_once(ray_cluster, tmp_path, capsys)
         assert run.data.tags[STATUS_TAG] == "completed" and run.data.tags[PARENT_RUN_TAG] == parents[0].info.run_id
         assert CONTRACT_PARAMS <= set(run.data.params)
         assert int(run.data.params["steps"]) == trial.steps  # dry-run and trainer agree
-        assert FINAL_METRICS <= set(run.data.metrics)
-        assert run.data.metrics["final_images"] == trial.images
-        losses = client.get_metric_history(run.info.run_id, "train_loss")
+        assert {logged_metric_name(name) for name in FINAL_METRICS} <= set(run.data.metrics)
+        assert run.data.metrics[logged_metric_name("final_images")] == trial.images
+        losses = client.get_metric_history(run.info.run_id, logged_metric_name("train_loss"))
         assert sorted(metric.step for metric in losses) == list(range(1, trial.steps + 1))
-        assert len(client.get_metric_history(run.info.run_id, "test_loss_avg")) >= 1
+        assert len(client.get_metric_history(run.info.run_id, logged_metric_name("test_loss_avg"))) >= 1
         assert {"samples.png", "trial_config.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
 
     assert main(["launch", TINY, *overrides]) == 0
@@ -123,5 +123,7 @@ def test_real_trial_killed_mid_run_resumes_from_checkpoint_pt(ray_cluster, tmp_p
     runs = client.search_runs([client.get_experiment_by_name(spec.name).experiment_id], f"tags.`{KIND_TAG}` = 'trial'")
     assert len(runs) == 1 and runs[0].data.tags["varscale.attempts"] == "2"
     assert int(runs[0].data.tags["varscale.resumed_step"]) > 0
-    steps = sorted({metric.step for metric in client.get_metric_history(runs[0].info.run_id, "train_loss")})
+    steps = sorted(
+        {metric.step for metric in client.get_metric_history(runs[0].info.run_id, logged_metric_name("train_loss"))}
+    )
     assert steps == list(range(1, trial.steps + 1))

@@ -14,7 +14,15 @@ import pytest
 from fake_trial import SlowTrial, failing_for_depth_2, fake_run_trial, fake_tokenizer_stage
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import KIND_TAG, PARENT_RUN_TAG, STATUS_TAG, TRIAL_KEY_TAG
+from analysis.mlflow_schema import (
+    KIND_TAG,
+    PARENT_RUN_TAG,
+    STATUS_TAG,
+    TOKEN_CACHE_TAG,
+    TRIAL_KEY_TAG,
+    logged_metric_name,
+)
+from orchestration.execution.failures import FAILURE_FILE
 from orchestration.execution.launcher import launch
 from orchestration.execution.ray_runtime import (
     RayStartError,
@@ -73,11 +81,11 @@ def test_study_runs_once_per_trial_spreads_over_nodes_and_relaunch_reruns_nothin
             trial.params_total,
         )
         assert float(params["budget_value"]) == trial.budget_value and float(params["lr"]) == trial.lr
-        history = client.get_metric_history(child.info.run_id, "train_loss")
+        history = client.get_metric_history(child.info.run_id, logged_metric_name("train_loss"))
         assert sorted(metric.step for metric in history) == list(range(1, trial.steps + 1))
-        images = client.get_metric_history(child.info.run_id, "images")
+        images = client.get_metric_history(child.info.run_id, logged_metric_name("images"))
         assert sorted(metric.value for metric in images) == [8.0 * step for step in range(1, trial.steps + 1)]
-        assert child.data.metrics["final_images"] == trial.images
+        assert child.data.metrics[logged_metric_name("final_images")] == trial.images
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"samples.png", "trial_config.yaml"} <= artifacts
 
@@ -85,6 +93,18 @@ def test_study_runs_once_per_trial_spreads_over_nodes_and_relaunch_reruns_nothin
     assert again.results == {} and sorted(again.skipped) == sorted(result.statuses)
     _, parents_after, children_after = runs_of(spec)
     assert len(parents_after) == 1 and len(children_after) == 4
+    assert {child.data.tags[TOKEN_CACHE_TAG] for child in children_after} == {result.token_cache}
+
+    # One more seed, but the tokenizer stage now gives another cache (a changed data set, a
+    # corrupt tokenizer): the new trials would sit in the fits beside the old cache's.
+    def other_cache(study):
+        return {**fake_tokenizer_stage(study), "cache_path": str(Path(study.storage, "token_cache", "other"))}
+
+    more = load_study(TINY, [f"storage={tmp_path}", "resources.custom={fake_gpu: 1}", "seeds=[0,1]"])
+    with open(os.devnull, "w") as stream, pytest.raises(ConfigError, match="one study never mixes token caches"):
+        launch(more, stream=stream, tokenizer_function=other_cache, trial_function=fake_run_trial)
+    _, _, children_refused = runs_of(spec)
+    assert len(children_refused) == 4  # refused before any run of the new seed was created
 
 
 def _when_checkpointed(directories: list[Path], step: int, action) -> None:
@@ -123,7 +143,9 @@ def test_killed_worker_resumes_from_its_checkpoint_into_the_same_run(ray_cluster
     (child,) = children
     assert child.data.tags["varscale.attempts"] == "2"
     assert int(child.data.tags["varscale.resumed_step"]) >= 3  # not from scratch
-    steps = sorted(metric.step for metric in client.get_metric_history(child.info.run_id, "train_loss"))
+    steps = sorted(
+        metric.step for metric in client.get_metric_history(child.info.run_id, logged_metric_name("train_loss"))
+    )
     assert sorted(set(steps)) == list(range(1, trial.steps + 1))
 
 
@@ -141,7 +163,9 @@ def test_a_python_error_fails_its_trial_once_and_the_study_goes_on(ray_cluster, 
     spec = load_study(TINY, [f"storage={tmp_path}", "budgets.values=[16]"])
     result = quiet_launch(spec, trial_function=failing_for_depth_2)
     assert result.statuses == {"d1-b16-s0": "completed", "d2-b16-s0": "failed"} and not result.ok
-    assert "a bug that fails the same way every time" in result.errors["d2-b16-s0"]
+    # the cause, not Ray's header line (RayTaskError(ValueError): ray::trial ...), and where the rest is
+    assert result.errors["d2-b16-s0"].startswith("ValueError: a bug that fails the same way every time (traceback: ")
+    assert "ValueError" in Path(spec.storage, "trials", "d2-b16-s0", FAILURE_FILE).read_text()
     _, _, children = runs_of(spec)
     failed = next(child for child in children if child.data.tags[TRIAL_KEY_TAG] == "d2-b16-s0")
     assert failed.info.status == "FAILED" and failed.data.tags["varscale.attempts"] == "1"
@@ -160,12 +184,16 @@ def test_ctrl_c_then_relaunch_continues_without_duplicates(ray_cluster, tmp_path
 
     watcher = threading.Thread(target=_when_checkpointed, args=(directories, 2, look_then_interrupt))
     watcher.start()
-    first = quiet_launch(spec, trial_function=SlowTrial(0.5))
+    first = quiet_launch(spec, trial_function=SlowTrial(0.5), max_concurrent=1)  # one runs, one waits
     watcher.join()
     assert first.interrupted
     assert "running" in seen_while_running
+    assert sorted(first.statuses.values()) == ["interrupted", "not started"]
+    assert "interrupted: 1 interrupted, 1 not started (0 finished earlier)" in first.summary(spec.name)
     _, parents, children = runs_of(spec)
-    assert {child.data.tags[STATUS_TAG] for child in children} <= {"failed", "completed"}
+    by_state = {child.data.tags[STATUS_TAG]: child for child in children}
+    assert sorted(by_state) == ["failed", "pending"]  # resumable, and the waiting one still pending
+    assert {child.info.status for child in children} == {"KILLED"}  # none left RUNNING
 
     second = quiet_launch(spec, trial_function=fake_run_trial)
     assert second.ok and set(second.statuses.values()) == {"completed"}

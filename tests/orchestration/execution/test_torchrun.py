@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from analysis.mlflow_schema import logged_metric_name
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
 from orchestration.execution.torchrun import execute_data_parallel, torchrun_command
 from orchestration.execution.trial_task import TrialRequest
@@ -53,5 +54,5 @@ def test_two_rank_trial_on_cpu_logs_once_into_its_run(tmp_path):
     client = MlflowClient(spec.tracking_uri)
     run = client.get_run(run_id)
     assert run.data.params["world_size"] == "2" and run.data.tags["varscale.status"] == "completed"
-    steps = [metric.step for metric in client.get_metric_history(run_id, "train_loss")]
+    steps = [metric.step for metric in client.get_metric_history(run_id, logged_metric_name("train_loss"))]
     assert sorted(steps) == list(range(1, trial.steps + 1))  # rank 0 alone logs
