@@ -8,6 +8,12 @@ study on the same data and tokenizer) reuses them:
 - `tokenizer-<hash>/tokenizer.pt` + `report.json`, keyed by (data identity, VQVAE config,
   training config) for a trained tokenizer, or by the file's bytes for official weights;
 - `tokens-<hash>/`, keyed by the tokenizer's weights and the data (see tokenizer/cache.py).
+
+The directory of a tokenizer also records its content hash (`tokenizer.sha256`, the hash that
+keys its token cache), checked whenever the tokenizer is reused: a tokenizer.pt changed on disk
+(a probe flipped 256 bytes, and a relaunch silently built a second cache from it and trained on
+it beside the first) is refused with both hashes, never tokenised with. `cache_key` in the
+result names the one cache of a study: trials that report another were trained on other tokens.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,18 +35,19 @@ import yaml
 from var_model.config import VQVAEConfig
 from var_model.data.config import DataConfig
 from var_model.data.source import ImageSource
-from var_model.errors import ConfigError
-from var_model.files import file_sha256, json_sha256
+from var_model.errors import CheckpointError, ConfigError
+from var_model.files import atomic_write_text, file_sha256, json_sha256
 from var_model.official import check_state_dict, infer_vqvae_config, read_state_dict
 from var_model.tokenizer.baseline import unigram_baselines
 from var_model.tokenizer.cache import TokenCache, build_token_cache
 from var_model.tokenizer.training import TokenizerTrainingConfig, evaluate_tokenizer, train_tokenizer
-from var_model.tokenizer.weights import TOKENIZER_FILE, freeze, load_tokenizer, save_tokenizer
+from var_model.tokenizer.weights import TOKENIZER_FILE, freeze, load_tokenizer, save_tokenizer, tokenizer_hash
 from var_model.training.distributed import resolve_device
 from var_model.vqvae import VQVAE
 
 TOKENIZER_KINDS = ("train", "load_official")
 REPORT_FILE = "report.json"
+TOKENIZER_HASH_FILE = "tokenizer.sha256"
 
 
 @dataclass(frozen=True)
@@ -129,16 +137,22 @@ class TokenizerStageResult:
     """cache_path: the token cache for TrialConfig.token_cache. tokenizer_path: its
     tokenizer.pt. report: reconstruction MSE/PSNR and per-scale codebook usage. baselines:
     the cache's unigram test losses (see tokenizer/baseline.py). reused_tokenizer / reused_cache:
-    whether existing products were found."""
+    whether existing products were found. cache_key: the cache's identity (TokenCache.key, which
+    each trial reports as `cache_key` in its start info and result); tokenizer_hash: the
+    tokenizer's content hash, which keys the cache."""
 
     cache_path: str
     cache_key: str
     tokenizer_path: str
+    tokenizer_hash: str
     report: dict[str, Any]
     baselines: dict[str, float]
     reused_tokenizer: bool
     reused_cache: bool
     cache_build_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def run_tokenizer_stage(
@@ -156,6 +170,7 @@ def run_tokenizer_stage(
         cache_path=str(build.path),
         cache_key=build.key,
         tokenizer_path=str(tokenizer_path),
+        tokenizer_hash=tokenizer_hash(vqvae),
         report=report,
         baselines=baselines,
         reused_tokenizer=reused_tokenizer,
@@ -183,7 +198,9 @@ def _obtain_tokenizer(
     directory = cache_root / f"tokenizer-{key[:16]}"
     if (directory / TOKENIZER_FILE).is_file() and (directory / REPORT_FILE).is_file():
         report = json.loads((directory / REPORT_FILE).read_text(encoding="utf-8"))
-        return load_tokenizer(directory / TOKENIZER_FILE, device), directory / TOKENIZER_FILE, report, True
+        vqvae = load_tokenizer(directory / TOKENIZER_FILE, device)
+        _check_recorded_hash(directory, vqvae)
+        return vqvae, directory / TOKENIZER_FILE, report, True
     if config.kind == "train":
         # Seed the initial weights too (train_tokenizer seeds only what follows): the study's
         # tokens, and so every trial's numbers, must be a function of the study file.
@@ -200,11 +217,35 @@ def _obtain_tokenizer(
     temporary.mkdir()
     save_tokenizer(vqvae, temporary / TOKENIZER_FILE)
     (temporary / REPORT_FILE).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (temporary / TOKENIZER_HASH_FILE).write_text(tokenizer_hash(vqvae) + "\n", encoding="utf-8")
     try:
         os.rename(temporary, directory)
     except OSError:
         shutil.rmtree(temporary, ignore_errors=True)  # another process won; same content
     return vqvae, directory / TOKENIZER_FILE, report, False
+
+
+def _check_recorded_hash(directory: Path, vqvae: VQVAE) -> None:
+    """Refuse a reused tokenizer whose weights no longer hash as when the stage wrote them."""
+    recorded_path = directory / TOKENIZER_HASH_FILE
+    loaded = tokenizer_hash(vqvae)
+    if not recorded_path.is_file():
+        # written before hashes were recorded: from now on, changes to it are caught
+        warnings.warn(
+            f"tokenizer {directory / TOKENIZER_FILE} has no recorded hash (written by an older varscale); "
+            f"recording {loaded} as its hash now, unchecked",
+            stacklevel=3,
+        )
+        atomic_write_text(recorded_path, loaded + "\n")
+        return
+    recorded = recorded_path.read_text(encoding="utf-8").strip()
+    if recorded != loaded:
+        raise CheckpointError(
+            f"tokenizer file {directory / TOKENIZER_FILE} has changed since the stage wrote it: its weights "
+            f"hash to {loaded}, but {recorded_path.name} recorded {recorded}. A token cache built from it "
+            f"would differ from the one this study's trials were trained on. Restore the file, or delete "
+            f"{directory} to train the tokenizer again (with a new token cache, so start the study anew)"
+        )
 
 
 def load_official_tokenizer(path: str, patch_nums: tuple[int, ...], device: torch.device) -> VQVAE:
