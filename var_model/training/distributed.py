@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as torch_distributed
@@ -90,6 +91,15 @@ class DistributedContext:
         value = torch.tensor([1.0 if flag else 0.0], device=self.device)
         torch_distributed.all_reduce(value, op=torch_distributed.ReduceOp.MAX)
         return bool(value.item())
+
+    def gather_to_main(self, value: Any) -> list[Any] | None:
+        """Every rank's `value` (picklable) on rank 0, in rank order; None on the others.
+        Collective: every rank calls it."""
+        if not self.is_distributed:
+            return [value]
+        gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
+        torch_distributed.gather_object(value, gathered, dst=0)
+        return gathered
 
     def barrier(self) -> None:
         if self.is_distributed:

@@ -5,6 +5,14 @@ trunk's fork files (training/forks.py), so a branch starting from a fork continu
 as the trunk's run would have, and as a resumed run does. The state is the model, the
 optimizer (and fp16 scaler), the schedule, the data position, the RNG streams and the open
 train-metric window: all a run's future depends on.
+
+Each rank has its own RNG streams (class dropout and drop-path draw per rank) and its own
+metric window (summed over ranks only at log points), so the state holds every rank's, in
+rank order (`ranks`), and a resume with the same number of processes gives each rank its own
+back: bit for bit the uninterrupted run. Every rank reads the whole global batch and takes its
+rows, so the data position is one for all. A resume under another number of processes (or of a
+file without `ranks`) gives rank 0 the saved rank 0's streams and the others fresh distinct
+ones, and every rank the mean of the saved windows, so the next log point's mean is exact.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ def capture_state(
     """The state after `step` steps, with `window` as `window_state` gives it. Collective
     under FSDP (every rank calls it); the dict on rank 0, None on the others."""
     model_state, optimizer_state = full_state_dicts(parts.var, parts.optimizer)
+    ranks = context.gather_to_main({"rng": capture_rng_state(context.device), "window": window})
     if not context.is_main:
         return None
     return {
@@ -58,9 +67,10 @@ def capture_state(
         "optimizer": optimizer_state,
         "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
         "schedule": parts.schedule.state_dict(),
-        "rng": capture_rng_state(context.device),
+        "rng": ranks[0]["rng"],  # rank 0's, where readers of files without `ranks` look
         "data_position": parts.batches.position.state_dict(),
         "window": window,
+        "ranks": ranks,
         "trial_config": config.to_dict(),
         "cache_key": parts.cache.key,
     }
@@ -77,12 +87,29 @@ def restore_state(
     if parts.scaler is not None and state["scaler"] is not None:
         parts.scaler.load_state_dict(state["scaler"])
     parts.batches.load_state_dict(state["data_position"])
-    window["loss"].fill_(state["window"]["loss"])
-    window["error"].fill_(state["window"]["error"])
-    window["steps"] = int(state["window"]["steps"])
-    if context.is_main:
-        restore_rng_state(state["rng"], context.device)
+    ranks = state.get("ranks")
+    if ranks is not None and len(ranks) == context.world_size:
+        restore_rng_state(ranks[context.rank]["rng"], context.device)
+        saved_window = ranks[context.rank]["window"]
     else:
-        # only rank 0's streams are saved: the others draw a fresh, distinct stream per step
-        torch.manual_seed(config.seed + 1_000_003 * context.rank + int(state["step"]))
+        if context.is_main:
+            restore_rng_state(state["rng"], context.device)
+        else:
+            # no saved streams of this rank: a fresh, distinct stream per rank and step
+            torch.manual_seed(config.seed + 1_000_003 * context.rank + int(state["step"]))
+        saved_window = _mean_window([rank["window"] for rank in ranks]) if ranks else state["window"]
+    window["loss"].fill_(saved_window["loss"])
+    window["error"].fill_(saved_window["error"])
+    window["steps"] = int(saved_window["steps"])
     return int(state["step"])
+
+
+def _mean_window(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    # every rank took the same steps: with each new rank holding the old ranks' mean sum, the
+    # next log point's all-reduced sum over (new world size x steps) is the old global mean
+    count = len(windows)
+    return {
+        "loss": sum(window["loss"] for window in windows) / count,
+        "error": sum(window["error"] for window in windows) / count,
+        "steps": windows[0]["steps"],
+    }
