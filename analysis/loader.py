@@ -82,7 +82,10 @@ class StudyFrame:
         """The trials a fit should use: by default only completed ones, and never a trunk."""
         # a frame without roles (a study from before branches) has no trunks
         roles = self.trials.get("role", pd.Series(INDEPENDENT_ROLE, index=self.trials.index))
-        points = self.trials["status"].isin(statuses) & (roles != TRUNK_ROLE)
+        # a trial that ended above its token cache's unigram baseline learnt nothing beyond token
+        # frequencies (the trainer's flag final_above_unigram_baseline = 1): no point of a law
+        flagged = self.trials.get("above_unigram_baseline", pd.Series(0.0, index=self.trials.index)) == 1.0
+        points = self.trials["status"].isin(statuses) & (roles != TRUNK_ROLE) & ~flagged
         return self.trials[points].reset_index(drop=True)
 
     def fit_curves(self, statuses: tuple[str, ...] = FIT_STATUSES) -> pd.DataFrame:
