@@ -70,7 +70,8 @@ def edit_command(args: argparse.Namespace) -> int:
     size = cache.tokenizer_config.image_size
     image_13HW = read_image(args.image, size)
     regenerate_HW = read_mask(args.mask, size)
-    label = resolve_label(args.label, list(cache.manifest.get("class_names") or []), cache.num_classes)
+    class_names = list(cache.manifest.get("class_names") or [])
+    label = resolve_label(args.label, class_names, cache.num_classes)
     torch.set_num_threads(max(1, config.threads))
     result = edit_image(
         var, image_13HW, regenerate_HW, label, args.samples, args.cfg, args.top_k, args.top_p, args.seed
@@ -82,7 +83,11 @@ def edit_command(args: argparse.Namespace) -> int:
         atomic_write(args.save_tokens, lambda handle: np.savez(handle, **arrays))
     finest = result.kept[-1]
     regenerated = int((~finest).sum())
-    what = "null class" if label == cache.num_classes else f"class {label}"
+    what = (
+        "null class"
+        if label == cache.num_classes
+        else f"class {label}" + (f" ({class_names[label]})" if class_names else "")
+    )
     print(
         f"wrote {path} ({args.samples} edit{'s' if args.samples > 1 else ''}, {what}; "
         f"{regenerated} of {finest.numel()} finest tokens regenerated)"
