@@ -22,20 +22,21 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
 import ray
 
 from analysis import mlflow_schema as schema
-from analysis.text import counts_text
 from orchestration.execution.branch_scheduling import study_scheduler
-from orchestration.execution.progress import Progress
+from orchestration.execution.launch_result import LaunchResult
+from orchestration.execution.progress import Progress, ProgressTrial
 from orchestration.execution.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
+from orchestration.execution.study_checks import cache_identity, check_roles, check_token_cache
 from orchestration.execution.study_lock import StudyLock
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
 from orchestration.execution.torchrun import execute_data_parallel
+from orchestration.execution.trial_records import TrialRecords
 from orchestration.execution.trial_task import TrialRequest, execute_trial
 from orchestration.study.branches import BRANCH
 from orchestration.study.dry_run import dry_run_table
@@ -43,31 +44,9 @@ from orchestration.study.loading import spec_to_yaml
 from orchestration.study.spec import StudySpec
 from orchestration.study.trial_config import build_trial_config, plan_study, trial_output_dir
 from orchestration.study.trials import TrialSpec
+from orchestration.tracking.server_check import check_tracking_server
 from orchestration.tracking.study_runs import StudyTracker, git_revision
 from var_model.errors import ConfigError
-
-
-@dataclass
-class LaunchResult:
-    statuses: dict[str, str] = field(default_factory=dict)  # trial key -> completed/diverged/failed/skipped
-    results: dict[str, dict] = field(default_factory=dict)  # trial key -> what the task returned
-    errors: dict[str, str] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-    token_cache: str = ""
-    ray_start_seconds: float = 0.0
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors and not self.interrupted
-
-    def summary(self, name: str) -> str:
-        """'smoke: 3 completed, 1 failed (0 finished earlier) in 12.3 s'"""
-        return (
-            f"{name}: {counts_text(list(self.statuses.values()))} ({len(self.skipped)} finished earlier) "
-            f"in {self.seconds:.1f} s"
-        )
 
 
 def _remote_trial(request: TrialRequest, trial_function: Callable | None) -> dict:
@@ -111,6 +90,7 @@ def launch(
     poll_seconds: float = 1.0,
 ) -> LaunchResult:
     """Run every unfinished trial of `spec`; `trial_function` defaults to the real trainer."""
+    check_tracking_server(spec.tracking_uri)  # seconds, before the lock, Ray, or any MLflow retry loop
     with StudyLock(spec.storage, spec.name):
         return _launch_locked(
             spec, address, max_concurrent, dashboard, stream, trial_function, tokenizer_function, poll_seconds
@@ -133,7 +113,7 @@ def _launch_locked(
     trials = plan_study(spec)
     _save_resolved(spec)
     tracker = StudyTracker(spec)
-    _check_roles(spec, trials, tracker.trial_runs())  # before the parent run: a refusal leaves nothing RUNNING
+    check_roles(spec, trials, tracker.trial_runs())  # before the parent run: a refusal leaves nothing RUNNING
     tracker.start_parent()
     reconciled = tracker.reconcile()
     if reconciled:
@@ -160,7 +140,8 @@ def _launch_locked(
         or existing[trial.key].data.tags.get(schema.STATUS_TAG) not in schema.FINISHED_STATUSES
     ]
     todo_keys = {trial.key for trial in todo}
-    progress = Progress(spec.name, {trial.key: trial.flops_trained for trial in trials}, stream)
+    output_dirs = {trial.key: trial_output_dir(spec, trial) for trial in trials}
+    progress = Progress(spec.name, progress_trials(trials, output_dirs), stream)
     for trial in trials:
         if trial.key not in todo_keys:
             status = existing[trial.key].data.tags[schema.STATUS_TAG]
@@ -176,26 +157,31 @@ def _launch_locked(
     started_ray = not ray.is_initialized()
     refs: dict = {}
     run_ids: dict[str, str] = {}
+    records = TrialRecords(result, progress, tracker, run_ids, output_dirs)
     try:
         result.ray_start_seconds = start_ray(address=address, dashboard=dashboard)
         if started_ray:
             stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
         check_resources(todo, node_resources())
-        result.token_cache = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
+        stage = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
+        result.token_cache = stage["cache_path"]
+        cache = cache_identity(stage)
+        check_token_cache(spec, existing, cache)  # before any run is created or trained
         revision = git_revision()
-        run_ids = {
-            trial.key: (
-                existing[trial.key].info.run_id if trial.key in existing else tracker.create_trial_run(trial, revision)
-            )
-            for trial in todo
-        }
+        for trial in todo:  # one by one: a Ctrl-C here still knows which runs exist
+            if trial.key in existing:
+                run_ids[trial.key] = existing[trial.key].info.run_id
+            else:
+                run_ids[trial.key] = tracker.create_trial_run(trial, revision)
+                records.created.add(trial.key)
         remote = ray.remote(_remote_trial)
         finished = {key: result.statuses[key] for key in result.skipped}
         branches = study_scheduler(spec, trials, finished, result.token_cache)
         forks = {}  # branch key -> the fork it starts from
         pending = submission_order([trial for trial in todo if trial.role != BRANCH])
         limit = max_concurrent or default_concurrency(todo, ray.cluster_resources())
-        progress.started = time.monotonic()  # the ETA's clock: trials only, not Ray's start
+        progress.concurrency = limit
+        progress.started = progress.clock()  # the ETA's clock: trials only, not Ray's start
         progress.show(force=True)
         by_key = {trial.key: trial for trial in trials}
         while pending or refs or branches.waiting:
@@ -204,20 +190,18 @@ def _launch_locked(
             pending = submission_order(pending + [by_key[key] for key in released])
             active = {trial.key for trial in pending} | {trial.key for trial in refs.values()}
             for key, why in branches.stranded(active).items():
-                result.errors[key] = why
-                result.statuses[key] = schema.FAILED
-                progress.set(key, schema.FAILED)
-                tracker.mark(run_ids[key], schema.FAILED, why)
+                records.stranded(key, why)
             while pending and len(refs) < limit:
                 trial = pending.pop(0)
                 config = build_trial_config(spec, trial, result.token_cache, forks.get(trial.key))
                 Path(config.output_dir).mkdir(parents=True, exist_ok=True)
                 config.to_yaml(Path(config.output_dir, schema.TRIAL_CONFIG_FILE))
+                tracker.client.set_tag(run_ids[trial.key], schema.TOKEN_CACHE_TAG, cache)
                 request = TrialRequest(
                     key=trial.key,
                     run_id=run_ids[trial.key],
                     tracking_uri=spec.tracking_uri,
-                    output_dir=trial_output_dir(spec, trial),
+                    output_dir=output_dirs[trial.key],
                     threads=trial.threads,
                     trial_config=config,
                     gpus=trial.gpus,
@@ -228,34 +212,26 @@ def _launch_locked(
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=poll_seconds) if refs else ([], [])
             for ref in ready:
                 trial = refs.pop(ref)
-                try:
-                    outcome = ray.get(ref)
-                    result.results[trial.key] = outcome
-                    result.statuses[trial.key] = outcome["status"]
-                    progress.set(trial.key, outcome["status"])
-                except Exception as error:  # a trial's failure is recorded; the study goes on
-                    result.errors[trial.key] = f"{type(error).__name__}: {error}"
-                    result.statuses[trial.key] = schema.FAILED
-                    progress.set(trial.key, schema.FAILED)
-                    tracker.mark(run_ids[trial.key], schema.FAILED, result.errors[trial.key])
+                records.collect(trial, ref)
                 branches.trial_ended(trial.key, result.statuses[trial.key])
             progress.show()
         tracker.finish_parent()
     except KeyboardInterrupt:
-        # Ctrl-C: stop the workers, leave every unfinished run resumable, and say how.
+        # Ctrl-C: keep what finished, stop the workers, leave every unfinished run resumable.
         result.interrupted = True
-        for ref in refs:
-            ray.cancel(ref, force=True)
-        for trial in refs.values():
-            tracker.mark(run_ids[trial.key], schema.FAILED, "interrupted (Ctrl-C); relaunch to resume")
+        records.interrupt(refs)
+        records.never_started([trial.key for trial in todo])
         tracker.finish_parent(interrupted=True)
+        progress.close()
         stream.write(
             "\ninterrupted: unfinished trials keep their checkpoints; run the same launch "
             "command again to resume them\n"
         )
     except Exception:
         # Ray did not start, a resource check failed, the tokenizer stage failed...: the study
-        # stays resumable; its parent run must not stay RUNNING.
+        # stays resumable; neither its parent run nor a run created for a trial may stay RUNNING.
+        submitted = {trial.key for trial in refs.values()}
+        records.never_started([trial.key for trial in todo if trial.key not in submitted])
         tracker.finish_parent(interrupted=True)
         raise
     finally:
@@ -266,6 +242,20 @@ def _launch_locked(
     return result
 
 
+def progress_trials(trials: list[TrialSpec], output_dirs: dict[str, str]) -> list[ProgressTrial]:
+    """What the progress display needs of each trial; trials of one depth and batch share a speed."""
+    return [
+        ProgressTrial(
+            key=trial.key,
+            flops=trial.flops_trained,
+            steps=trial.steps,
+            group=f"d{trial.depth}-batch{trial.batch_size}",
+            directory=output_dirs[trial.key],
+        )
+        for trial in trials
+    ]
+
+
 def submission_order(trials: list) -> list:
     """Costliest trials first (longest-processing-time order): started last, the biggest trial
     would run alone at the end while the other slots idle, minutes on a small box. Cost is what
@@ -274,23 +264,9 @@ def submission_order(trials: list) -> list:
     return sorted(trials, key=lambda trial: trial.flops_trained, reverse=True)
 
 
-def _check_roles(spec: StudySpec, trials: list[TrialSpec], existing: dict) -> None:
-    """A trial key that ran under another strategy (an independent run where a branch is now
-    planned) must not be resumed or skipped as if it were this trial."""
-    for trial in trials:
-        run = existing.get(trial.key)
-        recorded = run.data.tags.get(schema.ROLE_TAG, schema.INDEPENDENT_ROLE) if run is not None else trial.role
-        if recorded != trial.role:
-            raise ConfigError(
-                f"budgets.strategy: trial {trial.key} of study {spec.name} ran as {recorded!r}, but "
-                f"budgets.strategy {spec.budgets.strategy} makes it a {trial.role}; a study keeps its strategy: "
-                "give the study another name (and storage) to change it"
-            )
-
-
 def _tokenizer_stage(
     spec: StudySpec, tracker: StudyTracker, tokenizer_function: Callable | None, stream: TextIO
-) -> str:
+) -> dict:
     """Build (or reuse) the study's token cache once, in a Ray task, on the shared storage."""
     function = tokenizer_function or run_tokenizer_stage
     wants_gpu = any(amount for _, amount in spec.resources.gpus.steps)
@@ -318,4 +294,4 @@ def _tokenizer_stage(
             f"model.num_classes: {spec.model.num_classes}, but the token cache has {cache_classes} classes "
             f"(from the data); set model.num_classes: {cache_classes} so that logged model sizes are right"
         )
-    return stage["cache_path"]
+    return stage

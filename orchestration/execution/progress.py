@@ -1,40 +1,126 @@
-"""The live progress line of `varscale launch`: done / running / failed / pending, elapsed, ETA.
+"""The live progress of `varscale launch`: states, each running trial's step, loss and speed, an ETA.
 
-The ETA weights trials by their FLOPs: elapsed x (FLOPs left / FLOPs done), running trials
-counted half done. Counting trials instead would be wrong by 100x in a study whose trials
-span d6 to d30.
+Each running trial's callback rewrites `<output_dir>/progress.json` at every train log
+(analysis.mlflow_schema.PROGRESS_FILE: step, steps, train_loss, images_per_second, time); a
+missing or half-written file means no data yet.
+
+Why the ETA comes from measured rates and not from FLOPs: tiny trials are bound by overhead
+(worker start, imports, cache open, the final evaluation), so time is not proportional to
+FLOPs; the demo showed `ETA 1m02s` with 4.6 minutes left. Here each trial's seconds per step are
+measured from its own progress file, trials of one group (same depth and batch) share a speed,
+a finished trial's time beyond its steps is the per-trial overhead, and the ETA is the end of a
+simulated schedule: the pending trials, costliest first (the launch's order), each placed on the
+slot that frees first.
+
+In a terminal the display is a live multi-line table (rich); in a log file or pipe it is one
+line per change: the state line when a count changes, a trial's line at most every
+`trial_line_seconds`.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
 import sys
 import time
-from typing import TextIO
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TextIO
 
-from analysis.mlflow_schema import COMPLETED, DIVERGED, FAILED, PENDING, RUNNING
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from analysis.mlflow_schema import COMPLETED, DIVERGED, FAILED, PENDING, PROGRESS_FILE, RUNNING
 from analysis.text import clock_duration
 
-# Trial states as the progress line counts them.
+# Trial states as the state line counts them (an unknown state counts as pending).
 BUCKETS = {COMPLETED: "done", DIVERGED: "done", RUNNING: "running", FAILED: "failed", PENDING: "pending"}
+ENDED = (COMPLETED, DIVERGED, FAILED)
+MOST_ROWS = 30  # running trials shown in a terminal; a cluster may run hundreds at once
+
+
+@dataclass(frozen=True)
+class ProgressTrial:
+    key: str
+    flops: float  # what the trial runs: the ETA's fallback weight before any trial has a rate
+    steps: int
+    group: str  # trials of one group run at one speed (same depth and batch size)
+    directory: str  # the trial's output folder, where its progress file is
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    step: int
+    steps: int
+    train_loss: float
+    images_per_second: float
+    time: float  # unix seconds, the trial's clock
+
+
+def read_progress(directory: str) -> TrialProgress | None:
+    try:
+        data = json.loads(Path(directory, PROGRESS_FILE).read_text())
+        return TrialProgress(
+            int(data["step"]),
+            int(data["steps"]),
+            float(data["train_loss"]),
+            float(data["images_per_second"]),
+            float(data["time"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not written yet, or caught mid-write by a non-atomic writer
+
+
+def _speed(images_per_second: float) -> str:
+    # the callback writes NaN until it has two logs to measure between
+    return f"{images_per_second:.1f}" if math.isfinite(images_per_second) else "?"
 
 
 class Progress:
-    def __init__(self, name: str, flops_by_key: dict[str, float], stream: TextIO | None = None):
+    def __init__(
+        self,
+        name: str,
+        trials: list[ProgressTrial],
+        stream: TextIO | None = None,
+        concurrency: int = 1,
+        clock: Callable[[], float] = time.time,
+        trial_line_seconds: float = 30.0,
+    ):
         self.name = name
-        self.flops_by_key = flops_by_key
+        self.trials = {trial.key: trial for trial in trials}
         self.stream = stream or sys.stdout
-        self.started = time.monotonic()
-        self.state = {key: PENDING for key in flops_by_key}
-        self.skipped_flops = 0.0
+        self.concurrency = max(1, concurrency)
+        self.clock = clock
+        self.trial_line_seconds = trial_line_seconds
+        self.started = clock()
+        self.state = {key: PENDING for key in self.trials}
+        self.skipped: set[str] = set()
+        self.began: dict[str, float] = {}  # key -> when it started running (driver clock)
+        self.ended: dict[str, float] = {}
+        self.first: dict[str, TrialProgress] = {}  # each trial's first and latest progress
+        self.latest: dict[str, TrialProgress] = {}
+        self.seen_at: dict[str, float] = {}  # when the latest progress was read (driver clock)
         self._last_line = ""
+        self._trial_lines: dict[str, tuple[float, int]] = {}  # key -> (when, step) of its last line
+        self._live: Live | None = None
 
+    # --- states ------------------------------------------------------------------------------
     def set(self, key: str, state: str) -> None:
+        now = self.clock()
+        if state == RUNNING:
+            self.began.setdefault(key, now)
+        elif state in ENDED and key in self.began:
+            self._read(key, now)
+            self.ended[key] = now
         self.state[key] = state
 
     def skip(self, key: str, state: str) -> None:
-        """A trial finished in an earlier launch: counted as done, not in the ETA's rate."""
+        """A trial finished in an earlier launch: counted as done, never in a rate."""
         self.state[key] = state
-        self.skipped_flops += self.flops_by_key[key]
+        self.skipped.add(key)
 
     def counts(self) -> dict[str, int]:
         counts = {"done": 0, "running": 0, "failed": 0, "pending": 0}
@@ -42,42 +128,146 @@ class Progress:
             counts[BUCKETS.get(state, "pending")] += 1
         return counts
 
-    def eta_seconds(self) -> float | None:
-        # Running trials count as half done: without that, the first trial to finish (the
-        # smallest) would set the rate alone and the ETA would start off by 10x.
-        flops = {"done": 0.0, "running": 0.0, "pending": 0.0}
+    def poll(self) -> None:
+        now = self.clock()
         for key, state in self.state.items():
-            bucket = BUCKETS.get(state)
-            if bucket in flops:
-                flops[bucket] += self.flops_by_key[key]
-        done = flops["done"] - self.skipped_flops + 0.5 * flops["running"]
-        left = flops["pending"] + 0.5 * flops["running"]
-        if done <= 0 or time.monotonic() - self.started < 1.0:
-            return None
-        return (time.monotonic() - self.started) * left / done
+            if state == RUNNING:
+                self._read(key, now)
 
+    def _read(self, key: str, now: float) -> None:
+        progress = read_progress(self.trials[key].directory)
+        if progress is None or (key in self.latest and progress.step <= self.latest[key].step):
+            return
+        self.first.setdefault(key, progress)
+        self.latest[key] = progress
+        self.seen_at[key] = now
+
+    # --- rates -------------------------------------------------------------------------------
+    def step_seconds(self, key: str) -> float | None:
+        """Seconds per step, between the trial's first and latest progress (its own clock)."""
+        first, latest = self.first.get(key), self.latest.get(key)
+        if first is None or latest.step <= first.step:
+            return None
+        return max(latest.time - first.time, 0.0) / (latest.step - first.step)
+
+    def _seconds_per_flop(self, key: str) -> float | None:
+        trial = self.trials[key]
+        step_seconds = self.step_seconds(key)
+        if step_seconds is not None and trial.flops > 0:
+            return step_seconds * trial.steps / trial.flops
+        if key in self.ended and trial.flops > 0:  # no progress file: its whole time, overhead in
+            return (self.ended[key] - self.began[key]) / trial.flops
+        return None
+
+    def overhead_seconds(self) -> float:
+        """A trial's time beyond its steps (start, evaluation, samples), from finished trials."""
+        overheads = []
+        for key in self.ended:
+            step_seconds = self.step_seconds(key)
+            if step_seconds is not None:
+                overheads.append(self.ended[key] - self.began[key] - step_seconds * self.trials[key].steps)
+        return max(statistics.median(overheads), 0.0) if overheads else 0.0
+
+    def _rate_for(self, key: str) -> float | None:
+        """Seconds per FLOP of a trial: its own, else its group's, else any measured trial's."""
+        measured = {other: rate for other in self.began if (rate := self._seconds_per_flop(other)) is not None}
+        if key in measured:
+            return measured[key]
+        group = [rate for other, rate in measured.items() if self.trials[other].group == self.trials[key].group]
+        pool = group or list(measured.values())
+        return statistics.median(pool) if pool else None
+
+    def remaining_seconds(self, key: str) -> float | None:
+        """What is left of a running trial, or the whole of a pending one."""
+        trial, now = self.trials[key], self.clock()
+        step_seconds = self.step_seconds(key)
+        if step_seconds is not None:
+            left = (trial.steps - self.latest[key].step) * step_seconds - (now - self.seen_at[key])
+            return max(left, 0.0)
+        rate = self._rate_for(key)
+        if rate is None:
+            return None
+        whole = self.overhead_seconds() + rate * trial.flops
+        return max(whole - (now - self.began[key]), 0.0) if key in self.began else whole
+
+    def eta_seconds(self) -> float | None:
+        running = [key for key, state in self.state.items() if state == RUNNING]
+        pending = [key for key, state in self.state.items() if BUCKETS.get(state, "pending") == "pending"]
+        slots = [self.remaining_seconds(key) for key in running]
+        slots += [0.0] * max(self.concurrency - len(slots), 0)
+        if any(slot is None for slot in slots):
+            return None
+        for key in sorted(pending, key=lambda key: self.trials[key].flops, reverse=True):
+            duration = self.remaining_seconds(key)
+            if duration is None:
+                return None
+            slots[slots.index(min(slots))] += duration
+        return max(slots, default=0.0)
+
+    # --- display -----------------------------------------------------------------------------
     def line(self) -> str:
         counts = self.counts()
         eta = self.eta_seconds()
         return (
             f"[{self.name}] done {counts['done']}/{len(self.state)}  running {counts['running']}  "
             f"failed {counts['failed']}  pending {counts['pending']}  "
-            f"elapsed {clock_duration(time.monotonic() - self.started)}  "
+            f"elapsed {clock_duration(self.clock() - self.started)}  "
             f"ETA {clock_duration(eta) if eta is not None else '?'}"
         )
 
+    def trial_line(self, key: str) -> str:
+        progress, left = self.latest.get(key), self.remaining_seconds(key)
+        left_text = clock_duration(left) if left is not None else "?"
+        if progress is None:
+            return f"  {key}  starting  left {left_text}"
+        return (
+            f"  {key}  step {progress.step}/{progress.steps}  train loss {progress.train_loss:.4f}  "
+            f"{_speed(progress.images_per_second)} images/s  left {left_text}"
+        )
+
+    def _table(self) -> Group:
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        for column in ("trial", "step", "train loss", "images/s", "left"):
+            table.add_column(column, justify="left" if column == "trial" else "right")
+        running = [key for key, state in self.state.items() if state == RUNNING]
+        for key in running[:MOST_ROWS]:
+            progress, left = self.latest.get(key), self.remaining_seconds(key)
+            table.add_row(
+                key,
+                f"{progress.step}/{progress.steps}" if progress else "starting",
+                f"{progress.train_loss:.4f}" if progress else "",
+                _speed(progress.images_per_second) if progress else "",
+                clock_duration(left) if left is not None else "?",
+            )
+        more = [Text(f"  ... and {len(running) - MOST_ROWS} more running")] if len(running) > MOST_ROWS else []
+        return Group(Text(self.line()), table, *more)
+
     def show(self, force: bool = False) -> None:
-        line = self.line()
+        self.poll()
         if self.stream.isatty():
-            self.stream.write("\r" + line.ljust(len(self._last_line)))
-            self.stream.flush()
-        elif force or line.split("  elapsed")[0] != self._last_line.split("  elapsed")[0]:
-            # Not a terminal (CI, log files): one line per change instead of a redraw.
-            self.stream.write(line + "\n")
-            self.stream.flush()
+            if self._live is None:
+                console = Console(file=self.stream, force_terminal=True)
+                self._live = Live(console=console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False)
+                self._live.start()
+            self._live.update(self._table(), refresh=True)
+            return
+        line = self.line()
+        if force or line.split("  elapsed")[0] != self._last_line.split("  elapsed")[0]:
+            self._write(line)  # not a terminal (CI, log files): one line per change, no redraw
         self._last_line = line
+        now = self.clock()
+        for key, progress in self.latest.items():
+            when, step = self._trial_lines.get(key, (float("-inf"), -1))
+            if self.state[key] == RUNNING and progress.step != step and now - when >= self.trial_line_seconds:
+                self._write(self.trial_line(key))
+                self._trial_lines[key] = (now, progress.step)
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def close(self) -> None:
-        if self.stream.isatty():
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._live is not None:
+            self._live.update(self._table(), refresh=True)
+            self._live.stop()
+            self._live = None

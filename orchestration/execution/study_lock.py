@@ -22,6 +22,10 @@ class StudyLockedError(VarScaleError, RuntimeError):
     """Another launch of the same study is running."""
 
 
+class StorageNotWritableError(VarScaleError, OSError):
+    """The study's storage cannot be written (read-only mount, no permission)."""
+
+
 class StudyLock:
     def __init__(self, storage: str, name: str):
         self.path = Path(storage, LOCK_FILE)
@@ -29,8 +33,16 @@ class StudyLock:
         self._handle = None
 
     def __enter__(self) -> "StudyLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+")
+        except OSError as error:
+            # The lock is the launch's first write to storage: a read-only or foreign-owned folder
+            # shows up here, and every later write (checkpoints, MLflow) would fail the same way.
+            raise StorageNotWritableError(
+                f"storage {self.path.parent} is not writable ({error.strerror or error}: "
+                f"{error.filename or self.path}); give a writable folder with --set storage=PATH"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

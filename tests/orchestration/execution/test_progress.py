@@ -1,21 +1,118 @@
-"""The progress line counts states and weights the ETA by FLOPs."""
+"""The launch's progress display: states, each running trial's step/loss/speed from its progress
+file, and an ETA from measured per-trial rates (trials of different speeds, per-trial overhead,
+the slots of the cluster), shown live in a terminal and as one line per change in a log."""
 
 import io
-import time
+import json
+from pathlib import Path
 
-from orchestration.execution.progress import Progress
+from analysis.mlflow_schema import PROGRESS_FILE
+from orchestration.execution.progress import Progress, ProgressTrial, read_progress
 
 
-def test_counts_and_flops_weighted_eta():
-    progress = Progress("study", {"small": 1.0, "big": 9.0, "old": 5.0}, io.StringIO())
-    progress.skip("old", "completed")
-    progress.started = time.monotonic() - 10.0
-    progress.set("small", "completed")
-    progress.set("big", "running")
-    assert progress.counts() == {"done": 2, "running": 1, "failed": 0, "pending": 0}
-    # done: 1 + 9/2 = 5.5 FLOPs in 10 s; left: 9/2 = 4.5 -> about 8.2 s
-    assert abs(progress.eta_seconds() - 10.0 * 4.5 / 5.5) < 0.1
-    progress.set("big", "failed")
-    assert progress.counts()["failed"] == 1 and progress.eta_seconds() == 0.0
+class Clock:
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def write_progress(directory: Path, step: int, steps: int, time: float, loss: float = 3.5) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {"step": step, "steps": steps, "train_loss": loss, "images_per_second": 80.0, "time": time}
+    (directory / PROGRESS_FILE).write_text(json.dumps(record))
+
+
+def study(tmp_path, stream=None, concurrency=2):
+    # two speeds: d1 trials cost 1 MFLOP, d2 trials 8 MFLOP; 100 steps each
+    trials = [
+        ProgressTrial(key, flops, 100, group, str(tmp_path / key))
+        for key, flops, group in (("a", 1e6, "d1"), ("b", 8e6, "d2"), ("c", 1e6, "d1"), ("d", 8e6, "d2"))
+    ]
+    clock = Clock()
+    return Progress("study", trials, stream or io.StringIO(), concurrency, clock), clock
+
+
+def test_eta_from_measured_rates_of_trials_with_different_speeds(tmp_path):
+    progress, clock = study(tmp_path)
+    progress.set("a", "running")
+    progress.set("b", "running")
+    assert progress.eta_seconds() is None  # no rate measured yet: '?' rather than a guess
+    write_progress(tmp_path / "a", 10, 100, time=5.0)
+    write_progress(tmp_path / "b", 10, 100, time=5.0)
+    progress.poll()
+    clock.now += 10
+    write_progress(tmp_path / "a", 50, 100, time=9.0)  # 0.1 s per step: 5 s left
+    write_progress(tmp_path / "b", 20, 100, time=15.0)  # 1 s per step: 80 s left
+    progress.poll()
+    assert abs(progress.remaining_seconds("a") - 5.0) < 1e-9 and abs(progress.remaining_seconds("b") - 80.0) < 1e-9
+    # pending trials run at their group's speed: c (d1) 10 s, d (d2) 100 s. Costliest first, each
+    # on the slot that frees first: d after a (5 + 100), c after b (80 + 10) -> 105 s.
+    assert abs(progress.eta_seconds() - 105.0) < 1e-9
+    # time proportional to FLOPs (the old ETA) would have made this about half: 8 + 1 + 8x.
+    clock.now += 3
+    assert abs(progress.remaining_seconds("a") - 2.0) < 1e-9  # the clock runs between reads
+
+
+def test_a_finished_trial_gives_the_per_trial_overhead(tmp_path):
+    progress, clock = study(tmp_path, concurrency=1)
+    progress.set("a", "running")
+    write_progress(tmp_path / "a", 10, 100, time=0.0)
+    progress.poll()
+    write_progress(tmp_path / "a", 100, 100, time=9.0)  # 0.1 s per step: 10 s of steps
+    clock.now += 30.0  # but 30 s from start to end: 20 s of start-up and evaluation
+    progress.set("a", "completed")
+    assert abs(progress.overhead_seconds() - 20.0) < 1e-9
+    assert abs(progress.remaining_seconds("c") - 30.0) < 1e-9  # same speed, same overhead
+    # d (another depth) has no rate of its own: the measured one, per FLOP, and the overhead
+    assert abs(progress.remaining_seconds("d") - (20.0 + 80.0)) < 1e-9
+
+
+def test_without_progress_files_finished_trials_give_the_rate(tmp_path):
+    progress, clock = study(tmp_path, concurrency=1)
+    progress.set("a", "running")
+    clock.now += 4.0
+    progress.set("a", "completed")  # 4 s for 1 MFLOP, overhead included
+    progress.skip("b", "completed")  # an earlier launch's: never in a rate
+    assert progress.counts() == {"done": 2, "running": 0, "failed": 0, "pending": 2}
+    assert abs(progress.eta_seconds() - (4.0 + 32.0)) < 1e-9
+
+
+def test_a_missing_or_half_written_file_is_no_data(tmp_path):
+    assert read_progress(str(tmp_path)) is None
+    (tmp_path / PROGRESS_FILE).write_text('{"step": 3, "ste')
+    assert read_progress(str(tmp_path)) is None
+
+
+def test_a_log_gets_one_line_per_change_and_each_trial_its_progress(tmp_path):
+    progress, clock = study(tmp_path)
+    progress.show(force=True)
+    progress.show()  # nothing changed: no line
+    progress.set("a", "running")
+    write_progress(tmp_path / "a", 10, 100, time=0.0, loss=3.25)
     progress.show()
-    assert progress.stream.getvalue().startswith("[study] done 2/3  running 0  failed 1  pending 0")
+    clock.now += 1.0
+    write_progress(tmp_path / "a", 20, 100, time=1.0)
+    progress.show()  # a's step changed, but its last line is under 30 s old
+    lines = progress.stream.getvalue().splitlines()
+    assert lines[0].startswith("[study] done 0/4  running 0  failed 0  pending 4")
+    assert lines[1].startswith("[study] done 0/4  running 1  failed 0  pending 3")
+    assert lines[2].startswith("  a  step 10/100  train loss 3.2500  80.0 images/s  left ")
+    assert len(lines) == 3
+
+
+def test_a_terminal_gets_a_live_table_of_running_trials(tmp_path):
+    progress, _ = study(tmp_path, stream=Terminal())
+    progress.set("a", "running")
+    progress.set("b", "running")
+    write_progress(tmp_path / "a", 40, 100, time=0.0, loss=2.5)
+    progress.show()
+    progress.close()
+    shown = progress.stream.getvalue()
+    assert "running 2" in shown and "40/100" in shown and "2.5000" in shown and "starting" in shown
