@@ -3,11 +3,15 @@ completed trial carries its cache's unigram baseline and a flag when it did not 
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import pytest
 
 from var_model.errors import ConfigError
+from var_model.tokenizer import TokenCache
+from var_model.tokenizer.baseline import BASELINES_FILE, stored_unigram_baselines, unigram_baselines
 from var_model.training import TrialConfig, run_trial, unigram_reference
 from var_model.training.config import DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS
 from var_model.training.result import ABOVE_BASELINE_METRIC, UNIGRAM_BASELINE_METRIC
@@ -54,3 +58,17 @@ def test_trials_written_when_the_default_was_inf_still_resume_and_stay_finished(
     resumed = run_trial(tiny_trial)  # the default now: a stop rule, free to differ on resume
     assert resumed.status == "completed"
     assert run_trial(old) == resumed  # and the finished trial is returned as is
+
+
+def test_the_baseline_is_computed_once_per_cache_and_kept_beside_it(tiny_stage, tmp_path):
+    _, stage = tiny_stage
+    copy = tmp_path / "tokens"
+    shutil.copytree(stage.cache_path, copy)
+    cache = TokenCache.open(copy, verify=False)
+    stored = copy / BASELINES_FILE
+    assert json.loads(stored.read_text())["cache_key"] == cache.key  # the stage wrote it
+    assert stored_unigram_baselines(cache) == unigram_baselines(cache)
+    # a file of another cache (copied over, or cut) is not believed: computed again and rewritten
+    stored.write_text(json.dumps({"cache_key": "another", "baselines": {"unigram_test_loss_avg": 0.0}}))
+    assert stored_unigram_baselines(cache) == unigram_baselines(cache)
+    assert json.loads(stored.read_text())["cache_key"] == cache.key

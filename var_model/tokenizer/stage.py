@@ -38,7 +38,7 @@ from var_model.data.source import ImageSource
 from var_model.errors import CheckpointError, ConfigError
 from var_model.files import atomic_write_text, file_sha256, json_sha256
 from var_model.official import check_state_dict, infer_vqvae_config, read_state_dict
-from var_model.tokenizer.baseline import unigram_baselines
+from var_model.tokenizer.baseline import stored_unigram_baselines
 from var_model.tokenizer.cache import TokenCache, build_token_cache
 from var_model.tokenizer.training import TokenizerTrainingConfig, evaluate_tokenizer, train_tokenizer
 from var_model.tokenizer.weights import TOKENIZER_FILE, freeze, load_tokenizer, save_tokenizer, tokenizer_hash
@@ -165,7 +165,7 @@ def run_tokenizer_stage(
     cache_root = Path(config.cache_root)
     vqvae, tokenizer_path, report, reused_tokenizer = _obtain_tokenizer(config, source, cache_root, device, log)
     build = build_token_cache(vqvae, source, cache_root, batch_size=config.encode_batch_size, device=device)
-    baselines = unigram_baselines(TokenCache.open(build.path, verify=False))
+    baselines = stored_unigram_baselines(TokenCache.open(build.path, verify=False))
     return TokenizerStageResult(
         cache_path=str(build.path),
         cache_key=build.key,

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 from var_model.errors import CheckpointError, CheckpointWarning, TrialError
-from var_model.tokenizer.baseline import unigram_baselines
+from var_model.evaluation import EvaluationConfig, SampleEvaluator
+from var_model.tokenizer.baseline import stored_unigram_baselines, unigram_baselines
 from var_model.tokenizer.cache import TokenCache
 from var_model.training.branches import ForkWriter, start_from_fork
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
@@ -105,6 +106,8 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
             return finished
 
     parts = build_trial(config, context)
+    # before any training: a missing feature network or weights file fails now, not at the end
+    evaluator = _sample_evaluator(config, parts, context)
     callbacks = CallbackList([JsonlCallback(output_dir / METRICS_FILE), callback] if context.is_main else [])
     window = new_window(context.device)
     start_step = resumed_step = 0
@@ -115,7 +118,8 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
         start_step = start_from_fork(parts, window, config, context)
     else:
         torch.manual_seed(config.seed + 1_000_003 * context.rank)  # same stream on a fresh start
-    start_info = {**parts.info, "resumed_step": resumed_step}
+    # the sample protocol is logged beside the sample metrics (params of the trial's run)
+    start_info = {**parts.info, **(evaluator.protocol() if evaluator else {}), "resumed_step": resumed_step}
     if found.skipped:
         start_info["checkpoint_fallback"] = _fallback_note(found, resumed_step, context)
     forks = ForkWriter(parts, config, context, callbacks)
@@ -132,6 +136,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
         # the final checkpoint was written but the process died before result.json: the
         # weights are final, only the closing evaluation is repeated
         metrics = _evaluate(parts, test_indices, test_labels, config, context)
+        metrics.update(_sample_metrics(parts, evaluator, context, final=True))
         metrics.update(parts.cost.counters(start_step))
         return _completed(parts, config, context, callbacks, start_step, metrics, last_checkpoint)
     for step in range(start_step + 1, parts.steps + 1):
@@ -160,6 +165,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
                 metrics.update(train)
         if final or (config.eval_every and step % config.eval_every == 0):
             metrics.update(_evaluate(parts, test_indices, test_labels, config, context))
+            metrics.update(_sample_metrics(parts, evaluator, context, final))
         if metrics:
             metrics.update(parts.cost.counters(step), lr=lr, elapsed_seconds=time.perf_counter() - started)
             callbacks.on_metrics(step, metrics)
@@ -183,6 +189,22 @@ def _evaluate(
         return evaluate(
             parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size, context, parts.autocast_dtype
         )
+
+
+def _sample_evaluator(config: TrialConfig, parts: TrialParts, context: DistributedContext) -> SampleEvaluator | None:
+    if config.evaluation is None:
+        return None
+    return SampleEvaluator.for_trial(EvaluationConfig.from_dict(config.evaluation), parts.cache, context.device)
+
+
+def _sample_metrics(
+    parts: TrialParts, evaluator: SampleEvaluator | None, context: DistributedContext, final: bool
+) -> dict[str, float]:
+    """sample_* metrics at the end, and at evaluation points when the protocol asks."""
+    if evaluator is None or not (final or evaluator.config.at_evaluation_points):
+        return {}
+    with gathered_weights(parts.var):  # every rank gathers (FSDP); rank 0 alone samples, no collectives inside
+        return evaluator.evaluate(parts.var) if context.is_main else {}
 
 
 def _window_means(window: dict[str, Any], context: DistributedContext, reset: bool) -> dict[str, float]:
@@ -306,7 +328,7 @@ def _completed(
     final = {
         f"final_{key}": value
         for key, value in metrics.items()
-        if key.startswith(("test_", "train_loss", "images", "tokens", "flops"))
+        if key.startswith(("test_", "train_loss", "images", "tokens", "flops", "sample_"))
     }
     final, message = _against_unigram_baseline(parts.cache, final)
     result = TrialResult(
@@ -319,7 +341,7 @@ def _against_unigram_baseline(cache: TokenCache, final: dict[str, float]) -> tup
     """The finals with the cache's unigram test loss and the flag of a trial above it, and the
     message that says so. The baseline scores the whole test split, the trial its first
     eval_images rows: a close comparison either way, and the flag is for trials far above."""
-    baseline = unigram_baselines(cache)["unigram_test_loss_avg"]
+    baseline = stored_unigram_baselines(cache)["unigram_test_loss_avg"]
     loss = final["final_test_loss_avg"]
     above = not loss < baseline  # a NaN loss learnt nothing either
     final = {**final, UNIGRAM_BASELINE_METRIC: baseline, ABOVE_BASELINE_METRIC: float(above)}
