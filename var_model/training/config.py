@@ -173,6 +173,9 @@ class TrialConfig:
     sample_cfg: float = 1.5
     sample_top_k: int = 0
     sample_top_p: float = 0.96
+    # sample quality at the end (var_model.evaluation.EvaluationConfig fields; None = off),
+    # checked when the trial starts, before any training
+    evaluation: dict[str, Any] | None = None
     micro_batch_size: int | None = None
     activation_checkpointing: str = "none"
     sharding: str = "ddp"

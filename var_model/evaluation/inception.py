@@ -1,0 +1,134 @@
+"""FID and Inception Score features from a maintained implementation: torchmetrics' Inception-v3
+(`NoTrainInceptionV3`, torch-fidelity's TF-compatible "inception-v3-compat" network, the one
+the FID literature uses), with weights from a local file that the user names.
+
+    extractor = InceptionExtractor(weights_path, device)     # nothing is downloaded
+    pool_N2048, logits_N1008 = extractor(images_uint8_B3HW)   # any side: resized to 299 inside
+
+torch-fidelity is an optional extra (`pip install -e ".[inception]"`): it imports torchvision,
+which must match the installed torch build (a CUDA cluster's torch has one; a CPU-only torch
+from a plain index does not), so the built-in feature path never needs it.
+
+Reference statistics, one of:
+- the user's .npz holding `mu` (2048,) and `sigma` (2048, 2048), e.g. the ADM evaluator's
+  VIRTUAL_imagenet256_labeled.npz (then precision/recall need its `features`, if any);
+- the study's own, computed once by the tokenizer stage from the test (validation) split and
+  stored at `inception_reference_path(...)` with mu, sigma and the features.
+The Fréchet distance is then evaluation/frechet.py's, and the Inception Score torchmetrics'
+`InceptionScore` on the extractor's logits.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from var_model.errors import ConfigError, DataError
+from var_model.evaluation.frechet import gaussian_statistics
+from var_model.files import atomic_write, file_sha256, json_sha256
+
+POOL_FEATURES = "2048"
+LOGITS = "logits_unbiased"
+INCEPTION_SCORE_SPLITS = 10
+REFERENCE_FEATURES_LIMIT = 50_000  # features kept for precision/recall (50k x 2048 float32 = 400 MB)
+
+
+def _torchmetrics_inception():
+    # Imported on use: torchmetrics' image metrics import torch-fidelity and torchvision, which
+    # only the inception feature needs (see the module docstring).
+    try:
+        from torchmetrics.image.fid import NoTrainInceptionV3
+        from torchmetrics.image.inception import InceptionScore
+    except (ImportError, RuntimeError) as error:
+        raise ConfigError(
+            f"evaluation.feature inception needs torchmetrics with torch-fidelity and a torchvision built for this "
+            f"torch ({torch.__version__}): pip install -e '.[inception]' ({type(error).__name__}: {error})"
+        ) from None
+    return NoTrainInceptionV3, InceptionScore
+
+
+def check_inception_weights(path: str | os.PathLike[str] | None) -> str:
+    """The weights file's sha256; a missing file is a ConfigError naming the key."""
+    if not path or not Path(path).is_file():
+        raise ConfigError(
+            f"evaluation.inception_weights {path!r} is not a file; name the local Inception-v3 weights "
+            "(torch-fidelity's pt_inception-2015-12-05-6726825d.pth): nothing is downloaded at run time"
+        )
+    return file_sha256(path)
+
+
+class InceptionExtractor(nn.Module):
+    """uint8 images (B, 3, H, W) -> (pool features (B, 2048), logits (B, 1008)), float64."""
+
+    def __init__(self, weights_path: str | os.PathLike[str], device: torch.device | str = "cpu"):
+        super().__init__()
+        check_inception_weights(weights_path)
+        no_train_inception, _ = _torchmetrics_inception()
+        try:
+            self.network = no_train_inception(
+                name="inception-v3-compat",
+                features_list=[POOL_FEATURES, LOGITS],
+                feature_extractor_weights_path=str(weights_path),
+            )
+        except (RuntimeError, KeyError, ValueError, TypeError, OSError) as error:
+            raise ConfigError(
+                f"evaluation.inception_weights {str(weights_path)!r} is not an Inception-v3 state dict of "
+                f"torch-fidelity's inception-v3-compat network ({type(error).__name__}: {str(error)[:300]})"
+            ) from None
+        self.network.to(device)
+
+    @torch.no_grad()
+    def forward(self, images_B3HW: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if images_B3HW.dtype != torch.uint8:
+            raise DataError(f"the Inception extractor takes uint8 images, got {images_B3HW.dtype}")
+        pool_BF, logits_BV = self.network(images_B3HW)
+        return pool_BF.double(), logits_BV.double()
+
+
+def inception_score(logits_NV: torch.Tensor) -> float:
+    """torchmetrics' Inception Score (mean over splits) of the extractor's logits."""
+    _, inception_score_metric = _torchmetrics_inception()
+    # feature=Identity: the logits are already computed; torchmetrics applies its IS formula
+    metric = inception_score_metric(feature=nn.Identity(), splits=min(INCEPTION_SCORE_SPLITS, logits_NV.shape[0]))
+    metric.update(logits_NV.float())
+    mean, _ = metric.compute()
+    return float(mean)
+
+
+def inception_reference_path(cache_root: str | os.PathLike[str], data_identity: dict, weights_sha256: str) -> Path:
+    """Where the study's own reference statistics live (the tokenizer stage writes, trials read)."""
+    key = json_sha256({"data": data_identity, "inception_weights": weights_sha256})
+    return Path(cache_root) / f"inception-reference-{key[:16]}.npz"
+
+
+def read_reference(path: str | os.PathLike[str]) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """((mu, sigma), features or None) of a reference .npz; without mu and sigma a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"evaluation.reference {str(path)!r} is not a file")
+    try:
+        with np.load(path) as reference:
+            missing = [name for name in ("mu", "sigma") if name not in reference.files]
+            if missing:
+                raise DataError(
+                    f"evaluation.reference {str(path)!r} has no {missing} (it holds {reference.files}); a reference "
+                    "statistics .npz needs mu (D,) and sigma (D, D), as the ADM evaluator's files do"
+                )
+            mu, sigma = reference["mu"].astype(np.float64), reference["sigma"].astype(np.float64)
+            features = reference["features"] if "features" in reference.files else None
+    except (OSError, ValueError) as error:
+        raise DataError(f"evaluation.reference {str(path)!r} is not a readable .npz ({error})") from None
+    if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise DataError(f"evaluation.reference {str(path)!r}: mu {mu.shape} and sigma {sigma.shape} do not match")
+    return (mu, sigma), features
+
+
+def write_reference(path: str | os.PathLike[str], features_ND: np.ndarray) -> None:
+    """mu, sigma and (up to REFERENCE_FEATURES_LIMIT) features of real images, as an .npz."""
+    mu, sigma = gaussian_statistics(features_ND)
+    kept = np.asarray(features_ND[:REFERENCE_FEATURES_LIMIT], dtype=np.float32)
+    atomic_write(path, lambda handle: np.savez(handle, mu=mu, sigma=sigma, features=kept))
