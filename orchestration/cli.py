@@ -94,7 +94,8 @@ def _status(args) -> int:
 def _ui(args) -> int:
     from orchestration.commands.ui import run_ui
 
-    return run_ui(_load(args).tracking_uri, host=args.host, port=args.port)
+    spec = _load(args)
+    return run_ui(spec.tracking_uri, host=args.host, port=args.port, study=spec.name)
 
 
 def _demo(args) -> int:
