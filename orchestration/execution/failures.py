@@ -18,6 +18,7 @@ from ray.exceptions import RayTaskError
 from analysis import mlflow_schema as schema
 
 FAILURE_FILE = "failure.txt"  # in the trial's output folder: the full text of its last failure
+TRACEBACK_HEADER = "Traceback (most recent call last)"
 TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its task header for terminals
 
 
@@ -32,7 +33,9 @@ def failure_cause(error: BaseException) -> BaseException:
 def failure_line(error: BaseException) -> str:
     """'CheckpointError: checkpoint ... is truncated': the cause's type and first message line."""
     cause = failure_cause(error)
-    message = str(cause).strip().splitlines()
+    message = [line for line in str(cause).strip().splitlines() if line.strip()]
+    if any(TRACEBACK_HEADER in line for line in message):
+        return message[-1].strip()  # a wrapper that carries a traceback: its last line is the cause
     return f"{type(cause).__name__}: {message[0]}" if message else type(cause).__name__
 
 

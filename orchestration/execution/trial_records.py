@@ -98,9 +98,8 @@ class TrialRecords:
             self._state(key, recorded)  # it ended as the cancel came; its task had set the tag
             return
         self._state(key, INTERRUPTED)
-        self.tracker.client.set_tag(self.run_ids[key], schema.STATUS_TAG, schema.FAILED)
-        self.tracker.client.set_tag(self.run_ids[key], schema.FAILURE_TAG, INTERRUPTED_MESSAGE)
-        self.tracker.client.set_terminated(self.run_ids[key], status="KILLED")
+        self.tracker.mark(self.run_ids[key], schema.FAILED, INTERRUPTED_MESSAGE)  # closes its attempt too
+        self.tracker.client.set_terminated(self.run_ids[key], status="KILLED")  # stopped, not broken
 
     def never_started(self, keys: list[str]) -> None:
         """Trials the launch stopped before they started: still pending, not RUNNING in MLflow

@@ -21,7 +21,7 @@ from orchestration.study.loading import load_study
 from orchestration.study.trials import expand
 from orchestration.tracking.server_check import TrackingServerError, check_tracking_server
 from orchestration.tracking.study_runs import StudyTracker, git_revision
-from var_model.errors import CheckpointError, ConfigError
+from var_model.errors import CheckpointError, ConfigError, TrialError
 
 TINY = str(Path(__file__).parents[1] / "fixtures" / "tiny_study.yaml")
 SECRET_URI = "http://bob:hunter2@127.0.0.1:{port}"
@@ -117,6 +117,9 @@ def test_a_trial_failure_is_told_by_its_cause_and_where_its_traceback_is(tmp_pat
     written = (tmp_path / FAILURE_FILE).read_text()
     assert "CheckpointError: truncated" in written and "\x1b[" not in written  # the remote traceback, no colours
     assert failure_line(ValueError("plain")) == "ValueError: plain"
+    # a wrapper that carries the trial's traceback in its message (the task's redacted re-raise)
+    wrapped = TrialError("trial d2 failed: Traceback (most recent call last):\n  File ...\nValueError: a bug")
+    assert failure_line(wrapped) == "ValueError: a bug"
 
 
 def test_a_study_never_mixes_token_caches(tmp_path):
