@@ -4,18 +4,27 @@ It maps the study's `data` and `tokenizer` sections onto var_model's TokenizerSt
 runs var_model.tokenizer.run_tokenizer_stage, which trains (or loads) the VQVAE and builds the
 token cache under `<storage>/token_cache/`. Both products are content-addressed there, so a
 relaunch reuses them, and every node's trials read the same cache from the shared storage.
+
+With an `evaluation:` section it then prepares the sample metrics (var_model.evaluation's
+study stage): the built-in feature network or the Inception reference statistics, beside the
+cache, and the floors of each metric (real images, tokenizer reconstructions), which go into
+the stage's report and so onto the study's parent run as `tokenizer_floor_*` metrics.
 """
 
 from __future__ import annotations
 
 import os
 
+from orchestration.study.evaluation_section import check_evaluation_files
 from orchestration.study.spec import StudySpec
 from orchestration.study.trial_config import token_cache_dir
 from orchestration.study.trials import tokenizer_config
-from var_model.tokenizer import TokenCache, TokenizerStageConfig
+from var_model.data.source import ImageSource
+from var_model.evaluation import prepare_study_evaluation
+from var_model.tokenizer import TokenCache, TokenizerStageConfig, load_tokenizer
 from var_model.tokenizer import run_tokenizer_stage as run_stage
 from var_model.tokenizer.training import TokenizerTrainingConfig
+from var_model.training.distributed import resolve_device
 
 
 def tokenizer_stage_config(spec: StudySpec, threads: int = 1) -> TokenizerStageConfig:
@@ -36,10 +45,23 @@ def run_tokenizer_stage(spec: StudySpec) -> dict:
     """Returns {cache_path, report, baselines, reused_tokenizer, reused_cache, seconds, num_classes}."""
     # Ray sets OMP_NUM_THREADS to the task's CPU share; torch threads follow it.
     threads = max(1, int(float(os.environ.get("OMP_NUM_THREADS", "1"))))
-    result = run_stage(tokenizer_stage_config(spec, threads))
+    check_evaluation_files(spec.evaluation)  # a wrong weights file fails before the tokenizer trains
+    config = tokenizer_stage_config(spec, threads)
+    result = run_stage(config)
+    evaluation = {}
+    if spec.evaluation is not None:
+        device = resolve_device(config.device)
+        evaluation = prepare_study_evaluation(
+            spec.evaluation.evaluation_config(),
+            ImageSource(spec.data),
+            load_tokenizer(result.tokenizer_path, device),
+            config.cache_root,
+            device,
+        )
     return {
         "cache_path": result.cache_path,
-        "report": result.report,
+        # feature_test_accuracy and the floor_* numbers join the tokenizer's report (parent metrics)
+        "report": {**result.report, **evaluation},
         "baselines": result.baselines,
         "reused_tokenizer": result.reused_tokenizer,
         "reused_cache": result.reused_cache,

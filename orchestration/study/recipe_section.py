@@ -103,4 +103,5 @@ STUDY_SET_TRIAL_FIELDS = frozenset(RecipeSpec.model_fields) | {
     "fork_path",
     "fork_sha256",
     "fork_step",
+    "evaluation",  # the study's evaluation: section (evaluation_section.py)
 }

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from orchestration.study.branches import strategy_problems
 from orchestration.study.budget_section import BudgetSpec
 from orchestration.study.data_section import DataSection
+from orchestration.study.evaluation_section import EvaluationSpec
 from orchestration.study.fields import Mapping, NonNegativeInteger, Text, distinct, field_error
 from orchestration.study.geometry import vqvae_config
 from orchestration.study.model_section import STUDY_SET_MODEL_FIELDS, ModelSpec
@@ -69,6 +70,7 @@ class StudySpec(Section):
     # sample_grid, precision, divergence_loss, ...); their values are checked by TrialConfig.
     trial: Mapping = Field(default_factory=dict)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
+    evaluation: EvaluationSpec | None = None  # sample quality per trial (evaluation_section.py); absent: off
 
     @field_validator("name")
     @classmethod

@@ -79,6 +79,8 @@ def build_trial_config(
         # the recipe as written, with its execution `auto`s replaced by the plan's choice, and
         # a trunk's or branch's fields (its warm-up in steps among them)
         **{**spec.recipe.trial_values(trial.depth), **trial.execution.trial_values(), **_role_values(trial, fork)},
+        # the sample-quality protocol, the same for every trial (None: no sample evaluation)
+        evaluation=spec.evaluation.trial_values() if spec.evaluation else None,
         **spec.trial,
     )
     try:

@@ -180,7 +180,7 @@ def test_a_file_with_three_mistakes_reports_all_three_with_their_paths(tmp_path)
     assert lines == [
         "model.depths[1]: expected an integer, got 'two' (str)",
         "recipe.base_lr: expected a number, got 'fast' (str)",
-        "sedes: unknown key 'sedes' in the study file (allowed keys: budgets, data, model, name, recipe, "
+        "sedes: unknown key 'sedes' in the study file (allowed keys: budgets, data, evaluation, model, name, recipe, "
         "resources, seeds, storage, tokenizer, tracking_uri, trial)",
     ]
 
