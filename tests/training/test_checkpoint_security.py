@@ -90,6 +90,7 @@ def _as_format_one(path: Path) -> None:
     state = load_checkpoint(path)
     numpy_state, python_state = state["rng"]["numpy"], state["rng"]["python"]
     state["format"] = 1
+    del state["ranks"]  # every rank's streams came with format 2
     state["rng"]["numpy"] = (
         numpy_state["bit_generator"],
         numpy_state["key"].numpy().astype(np.uint32),

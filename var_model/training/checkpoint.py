@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from var_model.errors import CheckpointError, UnreadableCheckpointError
+from var_model.errors import CheckpointError, CheckpointWarning, UnreadableCheckpointError
 from var_model.files import write_temporary
+from var_model.training.distributed import DistributedContext
 
 CHECKPOINT_FILE = "checkpoint.pt"
 PREVIOUS_CHECKPOINT_FILE = "checkpoint.previous.pt"
@@ -124,6 +126,24 @@ def newest_readable_checkpoint(path: str | os.PathLike[str]) -> ReadableCheckpoi
     return ReadableCheckpoint(None, None, tuple(skipped))
 
 
+def readable_checkpoint_on_every_rank(path: str | os.PathLike[str], context: DistributedContext) -> ReadableCheckpoint:
+    """`newest_readable_checkpoint` on every rank: rank 0 looks first and moves unreadable
+    files aside; after the barrier the other ranks find the file it chose first in line."""
+    found = newest_readable_checkpoint(path) if context.is_main else None
+    context.barrier()
+    return found if found is not None else newest_readable_checkpoint(path)
+
+
+def fallback_note(found: ReadableCheckpoint, resumed_step: int, context: DistributedContext) -> str:
+    """What was skipped and where the trial goes on from, as a CheckpointWarning (worker logs)
+    and as the returned line (the trainer puts it in its start info: metrics.jsonl, the run)."""
+    outcome = f"resumed from {found.path.name} at step {resumed_step}" if found.path else "restarted from step 0"
+    note = f"{'; '.join(found.skipped)}: {outcome}"
+    if context.is_main:
+        warnings.warn(note, CheckpointWarning, stacklevel=3)
+    return note
+
+
 def write_temporary_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Write `state` to a temporary file beside `path`, flushed to disk, and return it: the
     caller moves it into place (over an old file, or only where none exists yet)."""
@@ -158,6 +178,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} lacks {missing}; was it written by run_trial?")
     if state["format"] == LEGACY_FORMAT:
         state["rng"] = _upgrade_legacy_rng(path, state["rng"])
+        state.pop("ranks", None)  # per-rank states came with format 2; rank 0's stream is the one to trust
     elif state["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"checkpoint {path} has format {state['format']}; this code reads {LEGACY_FORMAT} and {CHECKPOINT_FORMAT}"

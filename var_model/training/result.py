@@ -79,3 +79,20 @@ def _encode(value: float) -> float | str:
     # json.dumps writes NaN, which strict JSON readers refuse; keep it readable as a string
     # that float() parses back.
     return value if math.isfinite(value) else str(value)
+
+
+def with_baseline_flag(final: dict[str, float], baseline: float) -> tuple[dict[str, float], str]:
+    """A completed trial's finals with the unigram `baseline` of its cache and the flag of a
+    final test loss not below it, and the message that says so ("" when below). The baseline
+    scores the whole test split, the trial its first eval_images rows: close either way, and
+    the flag is for trials well above."""
+    loss = final["final_test_loss_avg"]
+    above = not loss < baseline  # a NaN loss learnt nothing either
+    final = {**final, UNIGRAM_BASELINE_METRIC: baseline, ABOVE_BASELINE_METRIC: float(above)}
+    if not above:
+        return final, ""
+    return final, (
+        f"final test loss {loss:.4g} is not below the token cache's unigram baseline {baseline:.4g} (token "
+        "frequencies alone): the trial learnt nothing beyond them, so fits leave it out; train it longer "
+        "or check its lr"
+    )

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from var_model.errors import CheckpointError, CheckpointWarning, TrialError
+from var_model.errors import CheckpointError, TrialError
 from var_model.evaluation import EvaluationConfig, SampleEvaluator
-from var_model.tokenizer.baseline import stored_unigram_baselines, unigram_baselines
+from var_model.tokenizer.baseline import stored_unigram_baselines
 from var_model.tokenizer.cache import TokenCache
 from var_model.training.branches import ForkWriter, start_from_fork
 from var_model.training.callbacks import CallbackList, JsonlCallback, TrialCallback
@@ -39,7 +38,8 @@ from var_model.training.checkpoint import (
     CHECKPOINT_FILE,
     PREVIOUS_CHECKPOINT_FILE,
     ReadableCheckpoint,
-    newest_readable_checkpoint,
+    fallback_note,
+    readable_checkpoint_on_every_rank,
     save_checkpoint,
 )
 from var_model.training.config import (
@@ -52,7 +52,7 @@ from var_model.training.distributed import DistributedContext
 from var_model.training.evaluation import evaluate
 from var_model.training.optimizer import set_learning_rate
 from var_model.training.parallel import gathered_weights
-from var_model.training.result import ABOVE_BASELINE_METRIC, RESULT_FILE, UNIGRAM_BASELINE_METRIC, TrialResult
+from var_model.training.result import RESULT_FILE, TrialResult, with_baseline_flag
 from var_model.training.sampling import sample_grid, save_png
 from var_model.training.setup import TrialParts, build_trial
 from var_model.training.state import (
@@ -111,7 +111,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
     callbacks = CallbackList([JsonlCallback(output_dir / METRICS_FILE), callback] if context.is_main else [])
     window = new_window(context.device)
     start_step = resumed_step = 0
-    found = _readable_checkpoint(checkpoint_path, context) if resume else ReadableCheckpoint(None, None)
+    found = readable_checkpoint_on_every_rank(checkpoint_path, context) if resume else ReadableCheckpoint(None, None)
     if found.state is not None:
         start_step = resumed_step = _restore(parts, window, found, config, context)
     elif parts.plan.role == "branch":
@@ -121,7 +121,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
     # the sample protocol is logged beside the sample metrics (params of the trial's run)
     start_info = {**parts.info, **(evaluator.protocol() if evaluator else {}), "resumed_step": resumed_step}
     if found.skipped:
-        start_info["checkpoint_fallback"] = _fallback_note(found, resumed_step, context)
+        start_info["checkpoint_fallback"] = fallback_note(found, resumed_step, context)
     forks = ForkWriter(parts, config, context, callbacks)
     callbacks.on_start(start_info)
     forks.report_written()
@@ -232,24 +232,6 @@ def _save(
     return str(path)
 
 
-def _readable_checkpoint(path: Path, context: DistributedContext) -> ReadableCheckpoint:
-    """The newest checkpoint that reads. Rank 0 looks first and moves unreadable files aside;
-    after the barrier the other ranks find the file it chose first in line."""
-    found = newest_readable_checkpoint(path) if context.is_main else None
-    context.barrier()
-    return found if found is not None else newest_readable_checkpoint(path)
-
-
-def _fallback_note(found: ReadableCheckpoint, resumed_step: int, context: DistributedContext) -> str:
-    """Say that a checkpoint was skipped, in a warning (worker logs) and in the start info
-    (metrics.jsonl, the trial's run): the steps since the older state are trained again."""
-    outcome = f"resumed from {found.path.name} at step {resumed_step}" if found.path else "restarted from step 0"
-    note = f"{'; '.join(found.skipped)}: {outcome}"
-    if context.is_main:
-        warnings.warn(note, CheckpointWarning, stacklevel=3)
-    return note
-
-
 def _restore(
     parts: TrialParts, window: Window, found: ReadableCheckpoint, config: TrialConfig, context: DistributedContext
 ) -> int:
@@ -330,34 +312,17 @@ def _completed(
         for key, value in metrics.items()
         if key.startswith(("test_", "train_loss", "images", "tokens", "flops", "sample_"))
     }
-    final, message = _against_unigram_baseline(parts.cache, final)
+    final, message = with_baseline_flag(final, stored_unigram_baselines(parts.cache)["unigram_test_loss_avg"])
     result = TrialResult(
         "completed", final, step, checkpoint, message, info={**parts.info, "trial_config": config.to_dict()}
     )
     return _finish(parts, config, context, callbacks, result)
 
 
-def _against_unigram_baseline(cache: TokenCache, final: dict[str, float]) -> tuple[dict[str, float], str]:
-    """The finals with the cache's unigram test loss and the flag of a trial above it, and the
-    message that says so. The baseline scores the whole test split, the trial its first
-    eval_images rows: a close comparison either way, and the flag is for trials far above."""
-    baseline = stored_unigram_baselines(cache)["unigram_test_loss_avg"]
-    loss = final["final_test_loss_avg"]
-    above = not loss < baseline  # a NaN loss learnt nothing either
-    final = {**final, UNIGRAM_BASELINE_METRIC: baseline, ABOVE_BASELINE_METRIC: float(above)}
-    if not above:
-        return final, ""
-    return final, (
-        f"final test loss {loss:.4g} is not below the token cache's unigram baseline {baseline:.4g} (token "
-        "frequencies alone): the trial learnt nothing beyond them, so fits leave it out; train it longer "
-        "or check its lr"
-    )
-
-
 def unigram_reference(config: TrialConfig) -> dict[str, float]:
     """The cache's frequency baselines, for comparing a trial's test loss (see
     var_model.tokenizer.baseline)."""
-    return unigram_baselines(TokenCache.open(config.token_cache, verify=False))
+    return stored_unigram_baselines(TokenCache.open(config.token_cache, verify=False))
 
 
 __all__ = ["run_trial", "unigram_reference"]
