@@ -85,9 +85,12 @@ def _launch(args) -> int:
 
 
 def _status(args) -> int:
+    from orchestration.tracking.server_check import check_tracking_server
     from orchestration.tracking.status import status_table
 
-    print(status_table(_load(args)))
+    spec = _load(args)
+    check_tracking_server(spec.tracking_uri)  # seconds, not MLflow's minutes of retries
+    print(status_table(spec))
     return 0
 
 

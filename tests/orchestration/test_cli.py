@@ -72,3 +72,15 @@ def test_the_cli_starts_without_mlflow_ray_or_pandas():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_status_of_an_unreachable_server_is_one_line_without_credentials(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://bob:hunter2@127.0.0.1:{port}"
+    assert main(["status", TINY, "--set", f"storage={tmp_path}", "--set", f"tracking_uri={uri}"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"tracking server at http://127.0.0.1:{port} " in error and "hunter2" not in error
