@@ -21,6 +21,7 @@ The Fréchet distance is then evaluation/frechet.py's, and the Inception Score t
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -69,12 +70,15 @@ class InceptionExtractor(nn.Module):
         check_inception_weights(weights_path)
         no_train_inception, _ = _torchmetrics_inception()
         try:
+            # torch-fidelity reads the file with weights_only=False (any pickle runs): read it as
+            # data first, so a file that holds more than tensors is refused, never unpickled
+            torch.load(weights_path, map_location="cpu", weights_only=True)
             self.network = no_train_inception(
                 name="inception-v3-compat",
                 features_list=[POOL_FEATURES, LOGITS],
                 feature_extractor_weights_path=str(weights_path),
             )
-        except (RuntimeError, KeyError, ValueError, TypeError, OSError) as error:
+        except (RuntimeError, KeyError, ValueError, TypeError, OSError, pickle.UnpicklingError) as error:
             raise ConfigError(
                 f"evaluation.inception_weights {str(weights_path)!r} is not an Inception-v3 state dict of "
                 f"torch-fidelity's inception-v3-compat network ({type(error).__name__}: {str(error)[:300]})"
