@@ -51,6 +51,14 @@ def test_a_completed_trial_reports_the_unigram_baseline_and_whether_it_stayed_ab
     assert above and "unigram baseline" in result.message
 
 
+def test_a_trial_that_learns_is_not_flagged(tiny_trial):
+    # at lr 10x the fixture's, 12 steps reach ~1.54 nats against the baseline's 1.74
+    result = run_trial(tiny_trial.replace(base_lr=0.5), resume=False)
+    assert result.status == "completed"
+    assert result.metrics["final_test_loss_avg"] < result.metrics[UNIGRAM_BASELINE_METRIC]
+    assert result.metrics[ABOVE_BASELINE_METRIC] == 0.0 and result.message == ""
+
+
 def test_trials_written_when_the_default_was_inf_still_resume_and_stay_finished(tiny_trial, stop_after_checkpoint):
     old = tiny_trial.replace(divergence_loss=math.inf)
     with pytest.raises(KeyboardInterrupt):
