@@ -6,13 +6,23 @@ and may fail outright on an overloaded one. So: no dashboard unless asked (and t
 127.0.0.1), `num_cpus` only for a local instance (Ray refuses it with an address), and a failed
 start becomes an error with the usual fixes. Joining a cluster with token auth needs
 `RAY_AUTH_MODE=token` in the driver's environment (see docs/CLUSTER.md).
+
+An address is checked before `ray.init` sees it: a TCP connect, then the HTTP/2 handshake every
+gRPC server (Ray's GCS is one) answers at once. An open port that is not Ray (a web server, a
+database) made `ray.init` hang for over 300 s; the handshake fails it in seconds.
+
+GPUs per node: a trial that needs more GPUs than one node has runs over several nodes
+(execution.multi_node); `node_group` decides how many, and `check_resources` refuses what the
+cluster can never hold, whole or per node.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import time
+from dataclasses import dataclass
 
 import ray
 
@@ -44,6 +54,8 @@ def start_ray(
         check_reachable(address)
         options["address"] = address
     else:
+        if dashboard:
+            check_dashboard_installed()
         options["include_dashboard"] = dashboard
         options["dashboard_host"] = "127.0.0.1"
         if num_cpus is not None:
@@ -78,6 +90,53 @@ def check_reachable(address: str, timeout_seconds: float = 10.0) -> None:
             f"cannot reach the Ray head at {address} ({error}); check that `ray start --head` runs "
             "there, the port (default 6379), and firewalls between this machine and the head"
         ) from None
+    if os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
+        return  # a TLS cluster answers a TLS handshake first; Ray's own timeouts apply there
+    if not speaks_grpc(host, int(port), timeout_seconds):
+        raise RayStartError(
+            f"--address {address}: the port is open but does not answer as a Ray head (no gRPC "
+            "handshake); give the GCS port of the head node (`ray start --head --port=...`, default 6379)"
+        )
+
+
+# The client half of an HTTP/2 connection start (RFC 9113, 3.4): the preface and an empty
+# SETTINGS frame. A gRPC server sends its own SETTINGS frame as the first thing on a connection.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS_FRAME_TYPE = 0x04
+
+
+def speaks_grpc(host: str, port: int, timeout_seconds: float = 10.0) -> bool:
+    """True when the server at host:port opens an HTTP/2 connection (its first frame is SETTINGS)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_seconds) as connection:
+            connection.settimeout(timeout_seconds)
+            connection.sendall(_HTTP2_PREFACE)
+            header = b""
+            while len(header) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+                chunk = connection.recv(9 - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+    except OSError:  # refused, reset or silent until the timeout
+        return False
+    return header[3] == _SETTINGS_FRAME_TYPE and header[5:9] == b"\x00\x00\x00\x00"
+
+
+# The module Ray itself imports to decide whether its dashboard can start.
+_DASHBOARD_PROBE_MODULE = "ray.dashboard.optional_deps"
+DASHBOARD_INSTALL_HINT = "pip install 'varscale[dashboard]' (or pip install 'ray[default]==2.60.0')"
+
+
+def check_dashboard_installed() -> None:
+    """The dashboard needs ray[default]; without it Ray fails after its start-up wait with a
+    message about a minimal install. Say so before starting anything."""
+    try:
+        importlib.import_module(_DASHBOARD_PROBE_MODULE)  # a probe of what is installed, not a deferred import
+    except ImportError as error:
+        raise RayStartError(
+            f"--dashboard needs Ray's dashboard packages, which are not installed ({error}); "
+            f"install them with {DASHBOARD_INSTALL_HINT}, or launch without --dashboard"
+        ) from None
 
 
 def node_resources() -> list[dict[str, float]]:
@@ -92,15 +151,82 @@ def trial_request(trial: TrialSpec) -> dict[str, float]:
     return request
 
 
-def check_resources(trials: list[TrialSpec], nodes: list[dict[str, float]]) -> None:
-    """Every trial must fit on at least one node; otherwise Ray would queue it forever."""
+@dataclass(frozen=True)
+class NodeGroup:
+    """Where a trial's processes go: `nodes` bundles, each `per_node` (the trial's request split
+    evenly; `accelerator` is the GPU resource's name, a custom one in the CPU tests)."""
+
+    nodes: int
+    per_node: dict[str, float]
+    accelerator: str = "GPU"
+
+    @property
+    def gpus_per_node(self) -> int:
+        return int(self.per_node.get(self.accelerator, 0))
+
+    @property
+    def spans_nodes(self) -> bool:
+        return self.nodes > 1
+
+
+def largest_gpu_count(nodes: list[dict[str, float]], accelerator: str = "GPU") -> int:
+    """The default of resources.gpus_per_node: the most GPUs any alive node has."""
+    return int(max((node.get(accelerator, 0.0) for node in nodes), default=0.0))
+
+
+def node_group(
+    request: dict[str, float],
+    nodes: list[dict[str, float]],
+    gpus_per_node: int | None = None,
+    accelerator: str = "GPU",
+    key: str = "a trial",
+) -> NodeGroup:
+    """One node while the trial's GPUs fit on one (of `gpus_per_node`, default: the largest
+    node's); else GPUs / gpus_per_node nodes, each with that share of every resource."""
+    gpus = request.get(accelerator, 0.0)
+    per_node = gpus_per_node or largest_gpu_count(nodes, accelerator)
+    if gpus <= 1 or per_node <= 0 or gpus <= per_node:
+        return NodeGroup(1, dict(request), accelerator)
+    if gpus % per_node:
+        raise ResourceError(
+            f"{key} needs {gpus:g} GPUs, which do not divide into nodes of {per_node} (resources.gpus_per_node); "
+            f"use a multiple of {per_node} GPUs, or a gpus_per_node that divides {gpus:g}"
+        )
+    count = int(gpus // per_node)
+    return NodeGroup(count, {name: amount / count for name, amount in request.items()}, accelerator)
+
+
+def _fits(request: dict[str, float], node: dict[str, float]) -> bool:
+    return all(node.get(name, 0.0) >= amount for name, amount in request.items())
+
+
+def check_resources(trials: list[TrialSpec], nodes: list[dict[str, float]], gpus_per_node: int | None = None) -> None:
+    """Every trial must fit: on one node, or (more GPUs than a node has) on as many distinct
+    nodes as its group needs; otherwise Ray would queue it forever."""
     if not nodes:
         raise ResourceError("the Ray cluster has no alive node")
     problems = []
     for trial in trials:
         request = trial_request(trial)
-        if not any(all(node.get(name, 0.0) >= amount for name, amount in request.items()) for node in nodes):
-            largest = {name: max(node.get(name, 0.0) for node in nodes) for name in request}
+        gpus, total_gpus = request.get("GPU", 0.0), sum(node.get("GPU", 0.0) for node in nodes)
+        if gpus > total_gpus:
+            problems.append(f"{trial.key} needs {gpus:g} GPUs; the whole cluster has {total_gpus:g}")
+            continue
+        try:
+            group = node_group(request, nodes, getattr(trial, "gpus_per_node", None) or gpus_per_node, key=trial.key)
+        except ResourceError as error:
+            problems.append(str(error))
+            continue
+        holders = sum(_fits(group.per_node, node) for node in nodes)
+        if holders >= group.nodes:
+            continue
+        largest = {name: max(node.get(name, 0.0) for node in nodes) for name in group.per_node}
+        if group.spans_nodes:
+            problems.append(
+                f"{trial.key} needs {group.nodes} nodes with {group.per_node} each; {holders} nodes have that "
+                f"(the largest node offers {largest})"
+            )
+        else:
             problems.append(f"{trial.key} needs {request}; the largest node offers {largest}")
     if problems:
         raise ResourceError(

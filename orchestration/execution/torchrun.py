@@ -4,9 +4,8 @@ Ray gives the task `num_gpus=k` and sets CUDA_VISIBLE_DEVICES to those k devices
 starts `torchrun --standalone --nproc_per_node=k` on its own node, and each rank runs
 `run_trial` with the same TrialConfig (the trainer's DistributedContext reads torchrun's
 RANK/WORLD_SIZE, splits the global batch, and lets rank 0 alone report and write files).
-Only rank 0 gets the MLflow callback. A trial therefore spans one node; for studies whose
-largest model needs more than one node, use Ray Train's TorchTrainer instead (not needed up
-to d30 at batch 1024 on 8 x 80 GB GPUs).
+Only rank 0 gets the MLflow callback. A trial with more GPUs than one node has runs one
+torchrun per node instead, with a `Rendezvous` on the first node (execution.multi_node).
 
 Why torchrun rather than Ray Train: Train V2 refuses `Tuner(TorchTrainer)` and cost ~40 s of
 fixed overhead per 2-worker trial here (docs/ARCHITECTURE.md, measured); torchrun is what the trainer is
@@ -20,6 +19,7 @@ import argparse
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from analysis.mlflow_schema import TRIAL_CONFIG_FILE
 from orchestration.execution.trial_task import TrialRequest, execute_trial
@@ -33,13 +33,34 @@ from var_model.training.result import TrialResult
 RANK_MODULE = "orchestration.execution.torchrun"
 
 
-def torchrun_command(request: TrialRequest, config_path: str) -> list[str]:
+@dataclass(frozen=True)
+class Rendezvous:
+    """One node's place in a trial over several nodes: torchrun's static rendezvous, whose
+    store the first node's torchrun serves at master_address:master_port."""
+
+    nodes: int
+    node_rank: int
+    processes_per_node: int
+    master_address: str
+    master_port: int
+
+
+def torchrun_command(request: TrialRequest, config_path: str, rendezvous: Rendezvous | None = None) -> list[str]:
+    if rendezvous is None:
+        placement = ["--standalone", f"--nproc_per_node={int(request.gpus)}"]
+    else:
+        placement = [
+            f"--nnodes={rendezvous.nodes}",
+            f"--node_rank={rendezvous.node_rank}",
+            f"--nproc_per_node={rendezvous.processes_per_node}",
+            f"--master_addr={rendezvous.master_address}",
+            f"--master_port={rendezvous.master_port}",
+        ]
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={int(request.gpus)}",
+        *placement,
         "-m",
         RANK_MODULE,
         "--trial-config",
@@ -51,6 +72,25 @@ def torchrun_command(request: TrialRequest, config_path: str) -> list[str]:
     ]
 
 
+# Run before torchrun's own start (`python -c` then exec): the kernel sends torchrun SIGTERM
+# when the Ray worker that started it dies (node lost, task cancelled), and torchrun then
+# stops its ranks. Without it they would run on as orphans, writing the trial's checkpoint
+# beside the restarted group. prctl(PR_SET_PDEATHSIG) is Linux only; elsewhere a plain exec.
+_EXEC_WITH_PARENT_DEATH_SIGNAL = """
+import ctypes, os, signal, sys
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        sys.exit("the Ray worker that started torchrun is gone")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def with_parent_death_signal(command: list[str]) -> list[str]:
+    """`command`, stopped (SIGTERM) when the process that starts it dies."""
+    return [sys.executable, "-c", _EXEC_WITH_PARENT_DEATH_SIGNAL, *command]
+
+
 def _run_ranks(request: TrialRequest):
     """A trial function for execute_trial: run the ranks, return rank 0's TrialResult."""
 
@@ -58,7 +98,7 @@ def _run_ranks(request: TrialRequest):
         config_path = os.path.join(config.output_dir, TRIAL_CONFIG_FILE)
         config.to_yaml(config_path)
         environment = dict(os.environ, MLFLOW_TRACKING_URI=request.tracking_uri, OMP_NUM_THREADS=str(request.threads))
-        completed = subprocess.run(torchrun_command(request, config_path), env=environment)
+        completed = subprocess.run(with_parent_death_signal(torchrun_command(request, config_path)), env=environment)
         if completed.returncode != 0:
             raise TrialError(f"torchrun for {request.key} exited with status {completed.returncode}")
         result = TrialResult.load(config.output_dir)

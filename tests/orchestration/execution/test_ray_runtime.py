@@ -1,0 +1,122 @@
+"""Joining and sizing a Ray cluster without Ray running: an open port that is not Ray fails in
+seconds, the dashboard's missing packages are named before Ray starts, and GPU requests are
+checked against the nodes, per node and for the whole cluster."""
+
+import importlib.util
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestration.execution.ray_runtime import (
+    DASHBOARD_INSTALL_HINT,
+    RayStartError,
+    ResourceError,
+    check_dashboard_installed,
+    check_reachable,
+    check_resources,
+    node_group,
+    speaks_grpc,
+)
+from orchestration.study.loading import load_study
+from orchestration.study.trials import expand
+
+TINY = str(Path(__file__).parents[1] / "fixtures" / "tiny_study.yaml")
+
+
+def serve(reply: bytes | None):
+    """A TCP server on 127.0.0.1 that answers each connection with `reply` (None: says nothing)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    connections = []
+
+    def accept():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(connection)
+            if reply is not None:
+                connection.sendall(reply)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n", b"-ERR unknown command\r\n"])
+def test_an_open_port_that_is_not_ray_fails_in_seconds_with_one_line(reply):
+    listener, address = serve(reply)
+    started = time.monotonic()
+    with pytest.raises(RayStartError, match="open but does not answer as a Ray head") as raised:
+        check_reachable(address, timeout_seconds=2.0)
+    listener.close()
+    assert time.monotonic() - started < 5.0
+    assert "\n" not in str(raised.value)
+
+
+def test_a_server_that_opens_http2_passes_the_handshake():
+    # what a gRPC server (Ray's GCS) sends first: an empty SETTINGS frame on stream 0
+    listener, address = serve(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    host, port = address.split(":")
+    assert speaks_grpc(host, int(port), timeout_seconds=2.0)
+    check_reachable(address, timeout_seconds=2.0)
+    listener.close()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("aiohttp_cors") is not None, reason="the dashboard's packages are installed here"
+)
+def test_dashboard_without_its_packages_names_the_install_command():
+    with pytest.raises(RayStartError, match="--dashboard needs Ray's dashboard packages") as raised:
+        check_dashboard_installed()
+    assert DASHBOARD_INSTALL_HINT in str(raised.value)
+
+
+def trials_with(tmp_path, gpus: int):
+    return expand(
+        load_study(
+            TINY,
+            [
+                f"storage={tmp_path}",
+                f"resources.gpus={gpus}",
+                "model.depths=[1]",
+                "recipe.batch_size=192",
+                "budgets.values=[1920]",
+            ],
+        )
+    )
+
+
+EIGHT_GPU_NODES = [{"CPU": 16.0, "GPU": 8.0}] * 4
+
+
+def test_more_gpus_than_the_whole_cluster_is_an_error(tmp_path):
+    with pytest.raises(ResourceError, match="needs 64 GPUs; the whole cluster has 32"):
+        check_resources(trials_with(tmp_path, 64), EIGHT_GPU_NODES)
+
+
+def test_gpus_per_node_that_does_not_divide_a_trials_gpus_is_an_error(tmp_path):
+    with pytest.raises(ResourceError, match=r"needs 12 GPUs, which do not divide into nodes of 8 \(resources.gpus"):
+        check_resources(trials_with(tmp_path, 12), EIGHT_GPU_NODES)
+    with pytest.raises(ResourceError, match="do not divide into nodes of 5"):
+        check_resources(trials_with(tmp_path, 16), EIGHT_GPU_NODES, gpus_per_node=5)
+
+
+def test_a_trial_larger_than_a_node_spans_nodes_when_enough_nodes_have_its_share(tmp_path):
+    check_resources(trials_with(tmp_path, 16), EIGHT_GPU_NODES)  # two of the four nodes
+    check_resources(trials_with(tmp_path, 16), EIGHT_GPU_NODES, gpus_per_node=4)  # four half nodes
+    busy = [{"CPU": 16.0, "GPU": 8.0}, {"CPU": 16.0, "GPU": 2.0}, {"CPU": 16.0, "GPU": 8.0}]
+    with pytest.raises(ResourceError, match=r"needs 3 nodes with \{'CPU': 0.1\d*, 'GPU': 4.0\} each; 2 nodes"):
+        check_resources(trials_with(tmp_path, 12), busy, gpus_per_node=4)
+
+
+def test_node_group_splits_every_resource_evenly_and_keeps_small_trials_on_one_node():
+    nodes = [{"CPU": 8.0, "GPU": 4.0}] * 2
+    group = node_group({"CPU": 8.0, "GPU": 8.0, "h100": 8.0}, nodes)
+    assert (group.nodes, group.per_node, group.gpus_per_node) == (2, {"CPU": 4.0, "GPU": 4.0, "h100": 4.0}, 4)
+    assert not node_group({"CPU": 1.0, "GPU": 4.0}, nodes).spans_nodes
+    assert node_group({"CPU": 2.0, "fake_gpu": 2.0}, [{"fake_gpu": 1.0}] * 2, accelerator="fake_gpu").nodes == 2
