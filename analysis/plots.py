@@ -17,6 +17,7 @@ from analysis.bootstrap import BootstrapResult, prediction_band
 from analysis.extrapolation import ExtrapolationResult
 from analysis.frontier import FrontierFit
 from analysis.power_law import PowerLawFit
+from analysis.sample_metrics import AGAINST, LOSS_COLUMN, SampleFits, fitted_name, fitted_values
 
 AXIS_LABELS = {"params_total": "parameters N", "flops": "training compute C (FLOPs)"}
 
@@ -178,4 +179,31 @@ def plot_predicted_vs_actual(extrapolations: dict[str, ExtrapolationResult]) -> 
     ax.set_xlabel("actual (held out)")
     ax.set_ylabel("predicted (fit without it)")
     ax.legend(fontsize=7)
+    return figure
+
+
+def plot_sample_laws(trials: pd.DataFrame, sample_fits: SampleFits, against: str = "N") -> Figure:
+    """One panel per sample metric: its trials against N (or against final test loss, `against`
+    "test_loss"), the VAR-form law with its bootstrap band, and the offset form dashed."""
+    x_column = LOSS_COLUMN if against == "test_loss" else AGAINST[against][0]
+    figure, axes = _new_figure(len(sample_fits.metrics))
+    for ax, metric in zip(axes, sample_fits.metrics, strict=True):
+        law = sample_fits.law(metric, against, "var")
+        rows = trials[trials["trial_key"].isin(law.trial_keys)].dropna(subset=[metric, x_column])
+        x, y = rows[x_column].to_numpy(float), fitted_values(metric, rows[metric])
+        if law.fit is None:
+            ax.scatter(x, y, color="C0", s=18)
+            ax.set_title(f"{fitted_name(metric)}: not fitted", fontsize=8)
+        else:
+            draw_fit(ax, x, y, law.fit, law.bootstrap, y_name=fitted_name(metric), x_name=against[0].upper())
+        if against != "test_loss":
+            offset = sample_fits.law(metric, against, "offset")
+            if offset.fit is not None and len(x):
+                grid = np.geomspace(x.min() / 1.5, x.max() * 1.5, 100)
+                ax.plot(grid, offset.fit.predict(grid), "--", color="C1", label=f"offset: {offset.fit.law('', 'x')}")
+                ax.legend(fontsize=6)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(AXIS_LABELS.get(x_column, x_column))
+        ax.set_ylabel(fitted_name(metric))
     return figure

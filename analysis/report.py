@@ -16,9 +16,11 @@ from analysis.plots import (
     plot_frontier,
     plot_per_scale_loss,
     plot_predicted_vs_actual,
+    plot_sample_laws,
     plot_scaling_vs_size,
     plot_training_curves,
 )
+from analysis.sample_metrics import sample_trials
 from analysis.study_fits import StudyFits
 from analysis.text import text_table
 
@@ -65,6 +67,11 @@ def report_figures(study: StudyFrame, fits: StudyFits) -> dict[str, Figure]:
     }
     if extrapolations:
         figures["predicted_vs_actual"] = plot_predicted_vs_actual(extrapolations)
+    if fits.samples.metrics:
+        with_samples = sample_trials(study)
+        figures["sample_metrics_vs_size"] = plot_sample_laws(with_samples, fits.samples, "N")
+        figures["sample_metrics_vs_compute"] = plot_sample_laws(with_samples, fits.samples, "C")
+        figures["sample_metrics_vs_test_loss"] = plot_sample_laws(with_samples, fits.samples, "test_loss")
     return figures
 
 
@@ -101,12 +108,31 @@ def law_table_text(fits: StudyFits) -> str:
             f"IsoFLOP {metric}: N_opt ~ C^{fit.n_exponent:.3f}, D_opt ~ C^{fit.d_exponent:.3f} "
             f"({len(fit.budgets)} budgets; grid-bias caveat in results.json)"
         )
+    lines += sample_law_lines(fits)
     for metric, fit in fits.parametric.items():
         lines.append(
             f"L(N, D) {metric}: E={fit.E:.4g} + {fit.A:.4g}/N^{fit.alpha:.3f} + {fit.B:.4g}/D^{fit.beta:.3f}; "
             f"N_opt ~ C^{fit.n_exponent:.3f}" + (f"; warnings: {list(fit.warnings)}" if fit.warnings else "")
         )
     return "\n".join(lines)
+
+
+def sample_law_lines(fits: StudyFits) -> list[str]:
+    """The sample-quality laws, one line each, after a line with the protocol they share."""
+    if not fits.samples.laws:
+        return []
+    protocol = fits.samples.protocol
+    shown = ("samples", "cfg", "top_k", "top_p", "seed", "feature")
+    lines = ["sample metrics, protocol: " + ", ".join(f"{name}={protocol[name]}" for name in shown if name in protocol)]
+    for row in fits.samples.table().itertuples():
+        where = f"{row.metric} vs {row.against} ({row.form}, {row.budget})"
+        if row.law is None:
+            lines.append(f"{where}: not fitted: {row.error}")
+            continue
+        interval = f" [{row.alpha_low:.3g}, {row.alpha_high:.3g}]" if math.isfinite(row.alpha_low) else ""
+        rank = f", spearman {row.spearman:.3f}" if math.isfinite(row.spearman) else ""
+        lines.append(f"{where}: {row.law}, alpha {row.alpha:.4g}{interval}, r {row.r:.4f}, n {row.n_points}{rank}")
+    return lines
 
 
 def _finite_or_none(value):
@@ -158,4 +184,8 @@ def report_results(study: StudyFrame, fits: StudyFits, tracking_uri: str | None)
         "laws": laws,
         "isoflop": isoflop,
         "per_scale": {name: fit.to_dict() for name, fit in fits.per_scale.items()},
+        "samples": {
+            "protocol": {key: _finite_or_none(value) for key, value in fits.samples.protocol.items()},
+            "laws": [{key: _finite_or_none(value) for key, value in law.row().items()} for law in fits.samples.laws],
+        },
     }

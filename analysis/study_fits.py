@@ -9,6 +9,8 @@
 - The Chinchilla parametric L(N, D) (approach 3; D = tokens trained) for the loss metrics when the
   study has several budgets (sizes x budgets span the (N, D) plane), with its bootstrap.
 - Per-scale test loss against N (largest budget).
+- Sample metrics (sample_fd, sample_accuracy, ...: analysis.sample_metrics) against N, C and the
+  final test loss, when the trials measured them under one protocol.
 
 A fit that cannot be made (too few completed trials, a metric never logged) is reported with its
 error instead of stopping the others.
@@ -29,6 +31,7 @@ from analysis.frontier import FrontierFit, fit_frontier, frontier_extrapolation_
 from analysis.isoflop import IsoFlopFit, fit_isoflop
 from analysis.loader import FIT_STATUSES, StudyFrame
 from analysis.power_law import BILLION, PFLOP, PowerLawFit, fit_power_law
+from analysis.sample_metrics import SampleFits, fit_sample_laws
 
 METRICS = ("test_loss_last", "test_loss_avg", "test_error_last", "test_error_avg")
 EMPTY_ROW = {
@@ -103,6 +106,7 @@ class StudyFits:
     parametric_bootstrap: dict[str, BootstrapResult] = field(default_factory=dict)
     budgets: tuple[str, ...] = ("all",)  # ascending; the last is the largest
     options: dict = field(default_factory=dict)
+    samples: SampleFits = field(default_factory=lambda: SampleFits(()))  # sample-quality laws (none if unmeasured)
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame.from_records([law.row() for law in self.laws])
@@ -250,7 +254,9 @@ def fit_study_laws(
     """Fits every metric against N (per budget) and against C for the trials whose status is in
     `statuses` (completed only by default). irreducible: per-metric constant subtracted before the
     VAR-form fit (the paper's reducible loss); 0 for metrics not named. parametric: also fit the
-    Chinchilla L(N, D) (full 4,500-start grid, seconds) when the study has several budgets."""
+    Chinchilla L(N, D) (full 4,500-start grid, seconds) when the study has several budgets.
+    Sample metrics (analysis.sample_metrics) are fitted too when trials measured them; trials
+    measured under different sample protocols raise ProtocolMismatchError."""
     irreducible = irreducible or {}
     trials = study_frame.fit_trials(statuses)
     curves = study_frame.fit_curves(statuses)
@@ -272,8 +278,10 @@ def fit_study_laws(
     parametric_fits, parametric_bootstrap = (
         ({}, {}) if not parametric else _parametric_fits(trials, metrics, len(groups), n_bootstrap, seed)
     )
+    samples = fit_sample_laws(study_frame, n_bootstrap=n_bootstrap, seed=seed, statuses=statuses)
     return StudyFits(
         study=study_frame.study,
+        samples=samples,
         laws=tuple(laws),
         per_scale=per_scale,
         isoflop=_isoflop_fits(trials, metrics),

@@ -8,8 +8,18 @@ import numpy as np
 import pytest
 from scipy import linalg
 
+from analysis.sample_metrics import PROTOCOL_PREFIX, SAMPLE_METRICS
 from var_model.errors import ConfigError, DataError
-from var_model.evaluation import EvaluationConfig, frechet_distance, gaussian_statistics, precision_recall
+from var_model.evaluation import (
+    BUILTIN_METRICS,
+    INCEPTION_METRICS,
+    METRIC_PREFIX,
+    EvaluationConfig,
+    frechet_distance,
+    gaussian_statistics,
+    precision_recall,
+)
+from var_model.evaluation import PROTOCOL_PREFIX as WRITTEN_PROTOCOL_PREFIX
 from var_model.evaluation.inception import InceptionExtractor, check_inception_weights, read_reference
 
 
@@ -99,3 +109,9 @@ def test_reference_npz_without_mu_and_sigma_is_refused(tmp_path):
 def test_unknown_evaluation_keys_are_named():
     with pytest.raises(ConfigError, match="unknown evaluation keys \\['samples'\\]"):
         EvaluationConfig.from_dict({"samples": 4})
+
+
+def test_the_metric_names_are_those_the_analysis_reads():
+    # var_model may not import analysis (layers), so the two lists are compared here
+    assert {f"{METRIC_PREFIX}{name}" for name in (*BUILTIN_METRICS, *INCEPTION_METRICS)} == set(SAMPLE_METRICS)
+    assert WRITTEN_PROTOCOL_PREFIX == PROTOCOL_PREFIX

@@ -1,5 +1,5 @@
 """Sample quality of a trial: K samples per class under a recorded protocol, scored by the
-study's feature network (embedded data) or by Inception-v3 through torchmetrics (ImageNet).
+study's feature network (embedded data) or by Inception-v3 through torch-fidelity and torchmetrics (ImageNet).
 docs/SAMPLE_QUALITY.md describes the protocol, the metrics and their floors.
 
     from var_model.evaluation import EvaluationConfig, SampleEvaluator, prepare_study_evaluation

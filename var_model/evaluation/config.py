@@ -63,7 +63,7 @@ class EvaluationConfig:
     batch_size [100]: images generated per forward.
     feature ["builtin"]: builtin (the study's classifier of its classes: sample_fd,
       sample_accuracy, sample_precision, sample_recall) or inception (Inception-v3 pool features
-      through torchmetrics: sample_fid, sample_inception_score, sample_precision, sample_recall).
+      through torch-fidelity: sample_fid, sample_inception_score, sample_precision, sample_recall).
     network [FeatureNetworkConfig()]: the builtin network's settings (they key its cache).
     inception_weights [None]: feature inception: the local torch-fidelity Inception-v3 weights
       file (pt_inception-2015-12-05); nothing is downloaded.

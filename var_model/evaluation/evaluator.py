@@ -40,7 +40,7 @@ from var_model.files import file_sha256
 PROTOCOL_PREFIX = "sample_protocol_"
 BUILTIN_IMPLEMENTATION = "varscale builtin classifier features; Frechet eigh float64; k-NN precision/recall"
 INCEPTION_IMPLEMENTATION = (
-    "torchmetrics NoTrainInceptionV3 (torch-fidelity inception-v3-compat, 2048 pool); varscale Frechet "
+    "torch-fidelity FeatureExtractorInceptionV3 (inception-v3-compat, 2048 pool); varscale Frechet "
     "eigh float64; torchmetrics InceptionScore; k-NN precision/recall"
 )
 SECONDS_METRIC = "sample_evaluation_seconds"

@@ -1,6 +1,6 @@
-"""FID and Inception Score features from a maintained implementation: torchmetrics' Inception-v3
-(`NoTrainInceptionV3`, torch-fidelity's TF-compatible "inception-v3-compat" network, the one
-the FID literature uses), with weights from a local file that the user names.
+"""FID and Inception Score features from a maintained implementation: torch-fidelity's
+TF-compatible Inception-v3 ("inception-v3-compat", the network torchmetrics' FID wraps and the
+FID literature uses), with weights from a local file that the user names.
 
     extractor = InceptionExtractor(weights_path, device)     # nothing is downloaded
     pool_N2048, logits_N1008 = extractor(images_uint8_B3HW)   # any side: resized to 299 inside
@@ -38,18 +38,20 @@ INCEPTION_SCORE_SPLITS = 10
 REFERENCE_FEATURES_LIMIT = 50_000  # features kept for precision/recall (50k x 2048 float32 = 400 MB)
 
 
-def _torchmetrics_inception():
-    # Imported on use: torchmetrics' image metrics import torch-fidelity and torchvision, which
-    # only the inception feature needs (see the module docstring).
+def _inception_modules():
+    # Imported on use: torch-fidelity imports torchvision, which only the inception feature
+    # needs (see the module docstring). torch-fidelity's extractor, not torchmetrics'
+    # NoTrainInceptionV3: the latter returns only the first of its features, and the pool
+    # features and the logits come from one forward here.
     try:
-        from torchmetrics.image.fid import NoTrainInceptionV3
+        from torch_fidelity import FeatureExtractorInceptionV3
         from torchmetrics.image.inception import InceptionScore
     except (ImportError, RuntimeError) as error:
         raise ConfigError(
             f"evaluation.feature inception needs torchmetrics with torch-fidelity and a torchvision built for this "
             f"torch ({torch.__version__}): pip install -e '.[inception]' ({type(error).__name__}: {error})"
         ) from None
-    return NoTrainInceptionV3, InceptionScore
+    return FeatureExtractorInceptionV3, InceptionScore
 
 
 def check_inception_weights(path: str | os.PathLike[str] | None) -> str:
@@ -68,12 +70,12 @@ class InceptionExtractor(nn.Module):
     def __init__(self, weights_path: str | os.PathLike[str], device: torch.device | str = "cpu"):
         super().__init__()
         check_inception_weights(weights_path)
-        no_train_inception, _ = _torchmetrics_inception()
+        fidelity_inception, _ = _inception_modules()
         try:
             # torch-fidelity reads the file with weights_only=False (any pickle runs): read it as
             # data first, so a file that holds more than tensors is refused, never unpickled
             torch.load(weights_path, map_location="cpu", weights_only=True)
-            self.network = no_train_inception(
+            self.network = fidelity_inception(
                 name="inception-v3-compat",
                 features_list=[POOL_FEATURES, LOGITS],
                 feature_extractor_weights_path=str(weights_path),
@@ -95,7 +97,7 @@ class InceptionExtractor(nn.Module):
 
 def inception_score(logits_NV: torch.Tensor) -> float:
     """torchmetrics' Inception Score (mean over splits) of the extractor's logits."""
-    _, inception_score_metric = _torchmetrics_inception()
+    _, inception_score_metric = _inception_modules()
     # feature=Identity: the logits are already computed; torchmetrics applies its IS formula
     metric = inception_score_metric(feature=nn.Identity(), splits=min(INCEPTION_SCORE_SPLITS, logits_NV.shape[0]))
     metric.update(logits_NV.float())
