@@ -4,11 +4,14 @@ checked against the nodes, per node and for the whole cluster."""
 
 import importlib.util
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from orchestration.execution.ray_runtime import (
     DASHBOARD_INSTALL_HINT,
@@ -120,3 +123,24 @@ def test_node_group_splits_every_resource_evenly_and_keeps_small_trials_on_one_n
     assert (group.nodes, group.per_node, group.gpus_per_node) == (2, {"CPU": 4.0, "GPU": 4.0, "h100": 4.0}, 4)
     assert not node_group({"CPU": 1.0, "GPU": 4.0}, nodes).spans_nodes
     assert node_group({"CPU": 2.0, "fake_gpu": 2.0}, [{"fake_gpu": 1.0}] * 2, accelerator="fake_gpu").nodes == 2
+
+
+@pytest.mark.slow  # a fresh `varscale launch` process: 10-60 s of imports on a loaded 2-core box
+def test_launch_at_an_open_port_that_is_not_ray_fails_in_one_line_and_leaves_no_run_running(tmp_path):
+    # A fresh process: in this one a test may already have joined the session's Ray, and a
+    # joined launch neither starts Ray nor checks an address. (The seconds: the test above.)
+    listener, address = serve(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+    launched = subprocess.run(
+        [sys.executable, "-m", "orchestration.cli", "launch", TINY, "--set", f"storage={tmp_path}"]
+        + ["--address", address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    listener.close()
+    assert launched.returncode != 0
+    errors = [line for line in launched.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "open but does not answer as a Ray head" in errors[0], launched.stderr
+    client = MlflowClient(load_study(TINY, [f"storage={tmp_path}"]).tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny_test").experiment_id])
+    assert runs and all(run.info.status != "RUNNING" for run in runs)
