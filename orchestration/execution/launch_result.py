@@ -19,6 +19,10 @@ class LaunchResult:
     results: dict[str, dict] = field(default_factory=dict)  # trial key -> what the task returned
     errors: dict[str, str] = field(default_factory=dict)  # trial key -> the cause, in one line
     skipped: list[str] = field(default_factory=list)
+    # trial key -> when the driver submitted it and when it recorded its end (unix seconds): the
+    # driver's share of a trial's time, with the run's attempt tags (benchmarks/scale_study.py)
+    submitted: dict[str, float] = field(default_factory=dict)
+    recorded: dict[str, float] = field(default_factory=dict)
     token_cache: str = ""
     ray_start_seconds: float = 0.0
     seconds: float = 0.0

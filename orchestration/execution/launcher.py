@@ -30,12 +30,12 @@ import ray
 from analysis import mlflow_schema as schema
 from orchestration.execution.branch_scheduling import study_scheduler
 from orchestration.execution.launch_result import LaunchResult
+from orchestration.execution.multi_node import execute_gpu_trial, trial_spans_nodes
 from orchestration.execution.progress import Progress, ProgressTrial
 from orchestration.execution.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
 from orchestration.execution.study_checks import cache_identity, check_roles, check_token_cache
 from orchestration.execution.study_lock import StudyLock
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
-from orchestration.execution.torchrun import execute_data_parallel
 from orchestration.execution.trial_records import TrialRecords
 from orchestration.execution.trial_task import TrialRequest, execute_trial
 from orchestration.study.branches import BRANCH
@@ -51,7 +51,7 @@ from var_model.errors import ConfigError
 
 def _remote_trial(request: TrialRequest, trial_function: Callable | None) -> dict:
     if request.gpus > 1:
-        return execute_data_parallel(request)
+        return execute_gpu_trial(request)  # torchrun on one node, or a group over several
     return execute_trial(request, trial_function)
 
 
@@ -62,6 +62,9 @@ def _task_options(trial: TrialSpec, max_retries: int) -> dict:
         "retry_exceptions": False,
         "name": f"trial {trial.key}",
     }
+    if trial.gpus > 1 and trial_spans_nodes(trial):
+        # The placement group this task makes holds the trial's GPUs and CPUs (execution.multi_node).
+        return {**options, "num_cpus": 0}
     if trial.gpus:
         options["num_gpus"] = trial.gpus
     custom = {name: amount for name, amount in trial.custom_resources.items() if amount}
@@ -162,7 +165,7 @@ def _launch_locked(
         result.ray_start_seconds = start_ray(address=address, dashboard=dashboard)
         if started_ray:
             stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
-        check_resources(todo, node_resources())
+        check_resources(todo, node_resources(), getattr(spec.resources, "gpus_per_node", None))
         stage = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
         result.token_cache = stage["cache_path"]
         cache = cache_identity(stage)
@@ -193,6 +196,7 @@ def _launch_locked(
                 records.stranded(key, why)
             while pending and len(refs) < limit:
                 trial = pending.pop(0)
+                result.submitted[trial.key] = time.time()  # the driver's part starts here: config, tag, submit
                 config = build_trial_config(spec, trial, result.token_cache, forks.get(trial.key))
                 Path(config.output_dir).mkdir(parents=True, exist_ok=True)
                 config.to_yaml(Path(config.output_dir, schema.TRIAL_CONFIG_FILE))

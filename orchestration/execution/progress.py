@@ -19,6 +19,7 @@ line per change: the state line when a count changes, a trial's line at most eve
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import statistics
@@ -49,6 +50,14 @@ class ProgressTrial:
     steps: int
     group: str  # trials of one group run at one speed (same depth and batch size)
     directory: str  # the trial's output folder, where its progress file is
+
+
+@dataclass(frozen=True)
+class _Rates:
+    measured: dict[str, float]  # trial key -> its seconds per FLOP
+    groups: dict[str, float]  # group -> the median of its trials'
+    overall: float | None  # the median of all measured trials'
+    overhead: float  # seconds per trial beyond its steps
 
 
 @dataclass(frozen=True)
@@ -106,9 +115,11 @@ class Progress:
         self._last_line = ""
         self._trial_lines: dict[str, tuple[float, int]] = {}  # key -> (when, step) of its last line
         self._live: Live | None = None
+        self._rates_cache: _Rates | None = None
 
     # --- states ------------------------------------------------------------------------------
     def set(self, key: str, state: str) -> None:
+        self._rates_cache = None
         now = self.clock()
         if state == RUNNING:
             self.began.setdefault(key, now)
@@ -138,6 +149,7 @@ class Progress:
         progress = read_progress(self.trials[key].directory)
         if progress is None or (key in self.latest and progress.step <= self.latest[key].step):
             return
+        self._rates_cache = None
         self.first.setdefault(key, progress)
         self.latest[key] = progress
         self.seen_at[key] = now
@@ -161,21 +173,35 @@ class Progress:
 
     def overhead_seconds(self) -> float:
         """A trial's time beyond its steps (start, evaluation, samples), from finished trials."""
-        overheads = []
-        for key in self.ended:
-            step_seconds = self.step_seconds(key)
-            if step_seconds is not None:
-                overheads.append(self.ended[key] - self.began[key] - step_seconds * self.trials[key].steps)
-        return max(statistics.median(overheads), 0.0) if overheads else 0.0
+        return self._rates().overhead
+
+    def _rates(self) -> _Rates:
+        # Computed once per change of state or progress, not per trial asked about: the ETA asks
+        # for every pending trial, and a 500-trial study would make that quadratic per redraw.
+        if self._rates_cache is None:
+            overheads = []
+            for key in self.ended:
+                step_seconds = self.step_seconds(key)
+                if step_seconds is not None:
+                    overheads.append(self.ended[key] - self.began[key] - step_seconds * self.trials[key].steps)
+            measured = {key: rate for key in self.began if (rate := self._seconds_per_flop(key)) is not None}
+            groups: dict[str, list[float]] = {}
+            for key, rate in measured.items():
+                groups.setdefault(self.trials[key].group, []).append(rate)
+            self._rates_cache = _Rates(
+                measured=measured,
+                groups={group: statistics.median(rates) for group, rates in groups.items()},
+                overall=statistics.median(measured.values()) if measured else None,
+                overhead=max(statistics.median(overheads), 0.0) if overheads else 0.0,
+            )
+        return self._rates_cache
 
     def _rate_for(self, key: str) -> float | None:
         """Seconds per FLOP of a trial: its own, else its group's, else any measured trial's."""
-        measured = {other: rate for other in self.began if (rate := self._seconds_per_flop(other)) is not None}
-        if key in measured:
-            return measured[key]
-        group = [rate for other, rate in measured.items() if self.trials[other].group == self.trials[key].group]
-        pool = group or list(measured.values())
-        return statistics.median(pool) if pool else None
+        rates = self._rates()
+        if key in rates.measured:
+            return rates.measured[key]
+        return rates.groups.get(self.trials[key].group, rates.overall)
 
     def remaining_seconds(self, key: str) -> float | None:
         """What is left of a running trial, or the whole of a pending one."""
@@ -197,11 +223,12 @@ class Progress:
         slots += [0.0] * max(self.concurrency - len(slots), 0)
         if any(slot is None for slot in slots):
             return None
+        heapq.heapify(slots)
         for key in sorted(pending, key=lambda key: self.trials[key].flops, reverse=True):
             duration = self.remaining_seconds(key)
             if duration is None:
                 return None
-            slots[slots.index(min(slots))] += duration
+            heapq.heappush(slots, heapq.heappop(slots) + duration)  # on the slot that frees first
         return max(slots, default=0.0)
 
     # --- display -----------------------------------------------------------------------------

@@ -11,6 +11,8 @@ returns (execution.trial_task).
 
 from __future__ import annotations
 
+import time
+
 import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
 
@@ -44,6 +46,7 @@ class TrialRecords:
         self.created: set[str] = set()  # keys whose run this launch created (MLflow: RUNNING until ended)
 
     def _state(self, key: str, status: str) -> None:
+        self.result.recorded[key] = time.time()
         self.result.statuses[key] = status
         self.progress.set(key, status)
 
