@@ -1,6 +1,7 @@
 """`--set key.sub=value` overrides applied to a mapping (a study, a trial config) before it is validated.
 
-The value is read with `yaml.safe_load`, so `--set model.depths=[2,4]` gives a list of ints and
+The value is read as YAML by the study files' reader (var_model.yaml_input: safe, duplicate keys
+and alias bombs refused), so `--set model.depths=[2,4]` gives a list of ints and
 `--set recipe.base_lr=1.0e-4` a float, exactly as if it had been written in the file. The
 overridden mapping is then parsed strictly, so a misspelled key is still an error. One dialect
 for every command: `varscale train` (trial fields) and the study commands (study fields).
@@ -10,9 +11,8 @@ from __future__ import annotations
 
 import copy
 
-import yaml
-
 from var_model.errors import ConfigError
+from var_model.yaml_input import YamlInputError, load_yaml
 
 STUDY_EXAMPLE = "model.depths=[2,4]"
 
@@ -26,9 +26,10 @@ def parse_override(text: str, example: str = STUDY_EXAMPLE) -> tuple[list[str], 
     if any(not part for part in parts):
         raise ConfigError(f"--set {text!r}: empty part in the key {key!r}")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({error})") from None
+        value = load_yaml(value_text, source="value") if value_text.strip() else None
+    except YamlInputError as error:
+        where = f"column {error.column}: " if error.column is not None else ""
+        raise ConfigError(f"--set {text!r}: the value is not valid YAML ({where}{error.problem})") from None
     return parts, value
 
 

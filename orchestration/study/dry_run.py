@@ -20,6 +20,7 @@ from typing import Callable
 
 from analysis.text import short_duration, text_table
 from orchestration.study.branches import BRANCH, StrategyCompute, saving_text, strategy_compute
+from orchestration.study.data_section import data_root_problem
 from orchestration.study.spec import StudySpec
 from orchestration.study.time_estimates import TimeEstimates
 from orchestration.study.trial_config import plan_study
@@ -44,7 +45,7 @@ def peak_text(trial: TrialSpec) -> str:
 
 
 def dry_run_rows(spec: StudySpec) -> list[dict]:
-    trials = plan_study(spec)
+    trials = plan_study(spec, for_launch=False)
     return _rows(trials, TimeEstimates.for_study(spec, trials))
 
 
@@ -152,7 +153,8 @@ def strategy_text(spec: StudySpec, trials: list[TrialSpec]) -> str | None:
 
 
 def dry_run_table(spec: StudySpec) -> str:
-    trials = plan_study(spec)
+    # priced before the data exists: launch refuses what `data_root_problem` names, dry-run says it
+    trials = plan_study(spec, for_launch=False)
     estimates = TimeEstimates.for_study(spec, trials)
     rows = _rows(trials, estimates)
     text = text_table(
@@ -175,4 +177,7 @@ def dry_run_table(spec: StudySpec) -> str:
         f"{spec.name}: {len(rows)} trials, {total_flops:.4g} FLOP = {total_flops / 1e15:.4g} PFLOP, "
         f"{gpu_hours:.4g} GPU-hours + {cpu_hours:.4g} CPU-hours, longest trial {short_duration(longest)}"
     )
+    missing = data_root_problem(spec.data)
+    if missing:
+        text.append(f"before launch: {missing}")
     return "\n".join(text)

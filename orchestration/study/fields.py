@@ -42,7 +42,7 @@ def field_error(message: str, path: str | None = None, suffix: str = "") -> Pyda
     return PydanticCustomError("study_field", "{message}", context)
 
 
-def _number(value: Any) -> float:
+def finite_number(value: Any) -> float:
     if isinstance(value, str):
         try:
             value = float(value)
@@ -69,8 +69,8 @@ def _non_negative(value: float) -> float:
 
 PositiveInteger = Annotated[StrictInt, Field(ge=1)]
 NonNegativeInteger = Annotated[StrictInt, Field(ge=0)]
-PositiveNumber = Annotated[float, BeforeValidator(_number), AfterValidator(_positive)]
-NonNegativeNumber = Annotated[float, BeforeValidator(_number), AfterValidator(_non_negative)]
+PositiveNumber = Annotated[float, BeforeValidator(finite_number), AfterValidator(_positive)]
+NonNegativeNumber = Annotated[float, BeforeValidator(finite_number), AfterValidator(_non_negative)]
 Text = Annotated[StrictStr, Field(min_length=1)]
 # A mapping passed on to a var_model config whose own validation checks its keys and values.
 Mapping = dict[str, Any]

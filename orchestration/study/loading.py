@@ -2,10 +2,12 @@
 
     spec = load_study("studies/smoke.yaml", overrides=["model.depths=[2,3]"])
 
-Only `yaml.safe_load` is used (no object construction from tags). Every mistake of the file is
-reported at once, each with its field path. The spec written back (`spec_to_yaml`) is saved as
-`<storage>/study.resolved.yaml` and on the MLflow parent run, every default filled in, so a
-result always carries the exact study that produced it; loading it gives back an equal spec.
+The file is read by var_model.yaml_input (a SafeLoader: no object construction from tags; a
+duplicate key, an alias bomb, a non-UTF-8 or binary file are one-line errors with
+file:line:column). Every mistake of the file's values is reported at once, each with its field
+path. The spec written back (`spec_to_yaml`) is saved as `<storage>/study.resolved.yaml` and on
+the MLflow parent run, every default filled in, so a result always carries the exact study that
+produced it; loading it gives back an equal spec.
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ from orchestration.study.fields import config_error, describe
 from orchestration.study.overrides import apply_overrides
 from orchestration.study.spec import StudySpec
 from var_model.errors import ConfigError
+from var_model.yaml_input import read_yaml_file
 
 
 def read_study_yaml(path: str) -> dict:
-    file_path = Path(path)
-    if not file_path.is_file():
+    if not Path(path).is_file():
         raise ConfigError(f"study file {path!r} does not exist (give a path such as studies/smoke.yaml)")
-    try:
-        mapping = yaml.safe_load(file_path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"study file {path!r} is not valid YAML: {error}") from None
+    mapping = read_yaml_file(path, what="study file")
     if not isinstance(mapping, dict):
         raise ConfigError(f"study file {path!r}: expected a mapping at the top level, got {describe(mapping)}")
     return mapping

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
+from orchestration.study.config_values import check_config_values
 from orchestration.study.fields import PositiveInteger, distinct, field_error, mapping_of
 from orchestration.study.section import Section
+from var_model.config import VARConfig, VQVAEConfig
 
 # VARConfig fields the study derives (depths, the width rule, the tokenizer, the data).
 STUDY_SET_MODEL_FIELDS = frozenset(
@@ -33,11 +35,11 @@ class ModelSpec(Section):
 
     @field_validator("overrides")
     @classmethod
-    def _not_derived(cls, overrides: dict) -> dict:
+    def _var_config_fields(cls, overrides: dict) -> dict:
         clash = sorted(STUDY_SET_MODEL_FIELDS & set(overrides))
         if clash:
             raise field_error(f"{clash} are set by the study (depths, width rule, tokenizer); remove them")
-        return overrides
+        return check_config_values(VARConfig, overrides, excluded=STUDY_SET_MODEL_FIELDS)
 
     @model_validator(mode="after")
     def _whole_heads(self) -> "ModelSpec":
@@ -48,3 +50,17 @@ class ModelSpec(Section):
                 path="model.width_per_depth",
             )
         return self
+
+
+def var_config(model: ModelSpec, tokenizer: VQVAEConfig, depth: int) -> VARConfig:
+    """The VAR of `depth` in the family: width by the width rule, heads by the head dim, the
+    tokenizer's codebook and scales, and the model's overrides."""
+    width = model.width_per_depth * depth
+    return VARConfig.for_vqvae(
+        tokenizer,
+        depth=depth,
+        width=width,
+        num_heads=width // model.head_dim,
+        num_classes=model.num_classes,
+        **model.overrides,
+    )

@@ -25,11 +25,12 @@ from orchestration.study.data_section import DataSection
 from orchestration.study.evaluation_section import EvaluationSpec
 from orchestration.study.fields import Mapping, NonNegativeInteger, Text, distinct, field_error
 from orchestration.study.geometry import vqvae_config
-from orchestration.study.model_section import STUDY_SET_MODEL_FIELDS, ModelSpec
+from orchestration.study.model_section import STUDY_SET_MODEL_FIELDS, ModelSpec, var_config
 from orchestration.study.recipe_section import STUDY_SET_TRIAL_FIELDS, RecipeSpec
 from orchestration.study.resource_section import DEVICES, ResourceSpec
 from orchestration.study.section import TOKENIZER_STAGE_DEFAULTS, TRIAL_DEFAULTS, Section, from_base_directory
 from orchestration.study.tokenizer_section import TokenizerSpec
+from var_model.errors import ConfigError
 from var_model.training.config import TrialConfig
 
 # The names other modules import from here (the sections lived in this file before).
@@ -105,12 +106,27 @@ class StudySpec(Section):
             return model  # their own errors are reported
         geometry = vqvae_config(tokenizer.preset, tokenizer.overrides, data.resolution, model.patch_nums)
         # The preset's scales and the data's classes, recorded so that the spec is complete.
-        return model.model_copy(
+        model = model.model_copy(
             update={
                 "patch_nums": model.patch_nums or tuple(geometry.patch_nums),
                 "num_classes": model.num_classes or data.num_classes,
             }
         )
+        for index, depth in enumerate(model.depths):
+            try:
+                var_config(model, geometry, depth)
+            except ConfigError as error:
+                # var_model names the VARConfig field (`drop_path_rate=...`): one the user wrote in
+                # model.overrides, or one VARConfig derives from the depth, whose entry is then named
+                field = str(error).partition("=")[0]
+                if field in model.overrides:
+                    raise field_error(str(error), suffix=f".overrides.{field}") from None
+                raise field_error(
+                    f"depth {depth} gives an invalid model: {error} (VARConfig derives the fields that "
+                    "model.overrides does not set from the depth)",
+                    suffix=f".depths[{index}]",
+                ) from None
+        return model
 
     @field_validator("trial")
     @classmethod

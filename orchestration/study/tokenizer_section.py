@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from orchestration.study.config_values import check_config_values
 from orchestration.study.fields import PositiveInteger, Text, choice, field_error, mapping_of
 from orchestration.study.geometry import TOKENIZER_PRESETS
 from orchestration.study.section import TOKENIZER_STAGE_DEFAULTS, Section
+from var_model.config import VQVAEConfig
 from var_model.errors import ConfigError
 from var_model.tokenizer.stage import TOKENIZER_KINDS
 from var_model.tokenizer.training import TokenizerTrainingConfig
@@ -32,13 +33,15 @@ class TokenizerSpec(Section):
             return {**values, "preset": "official" if values.get("kind") == "load_official" else "debug"}
         return values
 
+    @field_validator("overrides")
+    @classmethod
+    def _vqvae_fields(cls, overrides: dict) -> dict:
+        return check_config_values(VQVAEConfig, overrides)
+
     @field_validator("training")
     @classmethod
     def _training_fields(cls, training: dict) -> dict:
-        known = sorted(item.name for item in dataclasses.fields(TokenizerTrainingConfig))
-        unknown = sorted(set(training) - set(known))
-        if unknown:
-            raise field_error(f"unknown key (allowed keys: {', '.join(known)})", suffix=f".{unknown[0]}")
+        training = check_config_values(TokenizerTrainingConfig, training)
         try:
             TokenizerTrainingConfig(**training)
         except ConfigError as error:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from orchestration.study.branches import BRANCH, TRUNK
+from orchestration.study.data_section import data_root_problem
 from orchestration.study.execution_plan import trial_device
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec, expand
@@ -89,10 +90,14 @@ def build_trial_config(
         raise ConfigError(f"trial (the TrialConfig of {trial.key}): {error}") from None
 
 
-def plan_study(spec: StudySpec) -> list[TrialSpec]:
+def plan_study(spec: StudySpec, for_launch: bool = True) -> list[TrialSpec]:
     """Every trial of the study, in launch order, after checking every per-trial number (the
     width/heads split, zero-step budgets, the memory plan of each GPU trial, each TrialConfig)
-    before anything runs."""
+    before anything runs. `for_launch=False` (dry-run) plans a study whose data is not there
+    yet: an image folder without data.root, which a launch refuses."""
+    problem = data_root_problem(spec.data)
+    if problem and for_launch:
+        raise ConfigError(problem)
     trials = expand(spec)
     for trial in trials:
         build_trial_config(spec, trial)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from orchestration.study.branches import INDEPENDENT, Branching, plan_trunk
 from orchestration.study.execution_plan import TrialExecution, plan_execution
 from orchestration.study.geometry import vqvae_config
+from orchestration.study.model_section import var_config
 from orchestration.study.spec import StudySpec
 from var_model.config import VARConfig, VQVAEConfig
 from var_model.counting import flops_per_image, param_counts
@@ -107,20 +108,8 @@ def tokenizer_config(spec: StudySpec) -> VQVAEConfig:
 
 
 def var_config_for(spec: StudySpec, depth: int) -> VARConfig:
-    model = spec.model
-    width = model.width_per_depth * depth
-    tokenizer = tokenizer_config(spec)
-    try:
-        return VARConfig.for_vqvae(
-            tokenizer,
-            depth=depth,
-            width=width,
-            num_heads=width // model.head_dim,
-            num_classes=model.num_classes,
-            **model.overrides,
-        )
-    except TypeError as error:
-        raise ConfigError(f"model.overrides: {error}") from None
+    # the spec's validation has built it once, so its fields are known to be valid
+    return var_config(spec.model, tokenizer_config(spec), depth)
 
 
 def branch_trials(spec: StudySpec, group: list[TrialSpec]) -> list[TrialSpec]:
