@@ -293,7 +293,9 @@ def _completed(
     metrics: dict[str, float],
     checkpoint: str | None,
 ) -> TrialResult:
-    if config.sample_grid:
+    # a trunk's weights are a fork's, never a trained run of any budget: nobody looks at its grid
+    # (the demo's 5 trunk grids cost 0.2-0.7 s each, measured in docs/STARTUP.md)
+    if config.sample_grid and parts.plan.role != "trunk":
         with gathered_weights(parts.var):  # rank 0 alone samples: no collectives inside
             if context.is_main:
                 labels = list(range(parts.cache.num_classes))
