@@ -31,7 +31,9 @@ from var_model.memory import BYTES_PER_GB
 def resources_text(trial: TrialSpec) -> str:
     parts = [f"cpu {trial.cpus:g}"]
     if trial.gpus:
-        parts.append(f"gpu {trial.gpus:g}")
+        # a trial over several nodes: one placement-group bundle per node, the GPUs split evenly
+        nodes = f" on {trial.nodes} nodes" if trial.nodes and trial.nodes > 1 else ""
+        parts.append(f"gpu {trial.gpus:g}{nodes}")
     parts += [f"{name} {amount:g}" for name, amount in trial.custom_resources.items() if amount]
     return ", ".join(parts)
 
@@ -75,6 +77,7 @@ def _rows(trials: list[TrialSpec], estimates: TimeEstimates) -> list[dict]:
                 "gpu_hours": seconds * trial.gpus / 3600.0,
                 "cpu_hours": seconds * trial.cpus / 3600.0,
                 "gpus": trial.gpus,
+                "nodes": trial.nodes,  # None: several GPUs, gpus_per_node read from the cluster at launch
                 "micro_batch_size": execution.micro_batch_size,  # None: the whole per-rank share
                 "accumulation_steps": execution.accumulation_steps,
                 "sharding": execution.sharding,
@@ -128,6 +131,28 @@ def memory_note(spec: StudySpec, trials: list[TrialSpec]) -> str:
     )
 
 
+def nodes_note(spec: StudySpec, trials: list[TrialSpec]) -> str | None:
+    """How trials with several GPUs are placed, when any trial has them."""
+    largest = max(trials, key=lambda trial: trial.gpus)
+    if largest.gpus <= 1:
+        return None
+    per_node = spec.resources.gpus_per_node
+    if per_node is None:
+        return (
+            f"nodes: resources.gpus_per_node is not set, so launch reads it from the cluster; a trial with more "
+            f"GPUs than one node has (here up to {largest.gpus:g}) runs over several nodes"
+        )
+    spanning = [trial for trial in trials if trial.nodes > 1]
+    if not spanning:
+        return f"nodes: every trial fits on one node of resources.gpus_per_node {per_node} GPUs"
+    widest = max(spanning, key=lambda trial: trial.nodes)
+    return (
+        f"nodes: {len(spanning)} trials span nodes of resources.gpus_per_node {per_node} GPUs (up to "
+        f"{widest.nodes}, {widest.key}), data-parallel over all their GPUs; their time assumes every GPU "
+        "keeps its one-node FLOP/s (measure a multi-node run to check)"
+    )
+
+
 def strategy_compute_of(spec: StudySpec) -> StrategyCompute:
     """Both strategies' compute in budget units, summed over every (depth, seed)."""
     groups = [(depth, seed) for depth in spec.model.depths for seed in spec.seeds]
@@ -169,6 +194,9 @@ def dry_run_table(spec: StudySpec) -> str:
     longest = max(row["seconds"] for row in rows)
     text.append("")
     text.append(memory_note(spec, trials))
+    placement = nodes_note(spec, trials)
+    if placement:
+        text.append(placement)
     text.append(estimates.describe())
     strategy = strategy_text(spec, trials)
     if strategy:

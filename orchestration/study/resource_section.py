@@ -3,6 +3,7 @@ numbers that dry-run's memory plans and time estimates use."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -11,6 +12,7 @@ from orchestration.study.depth_rule import DepthRule, depth_rule
 from orchestration.study.fields import (
     NonNegativeInteger,
     NonNegativeNumber,
+    PositiveInteger,
     PositiveNumber,
     Text,
     choice,
@@ -20,12 +22,27 @@ from orchestration.study.section import Section, from_base_directory
 
 DEVICES = ("auto", "cpu", "cuda")
 
+
+def node_count(gpus: float, gpus_per_node: int | None) -> int | None:
+    """The nodes a trial of `gpus` GPUs spans: one while they fit on one node, else
+    gpus / gpus_per_node (the spec checks that it divides); None when a trial of more than one
+    GPU has no gpus_per_node to split by (the cluster's, known at launch)."""
+    if gpus <= 1:
+        return 1
+    if gpus_per_node is None:
+        return None
+    return max(1, math.ceil(gpus / gpus_per_node))
+
+
 CustomResources = Annotated[dict[str, depth_rule(NonNegativeNumber)], expect_mapping("{resource name: amount}")]
 
 
 class ResourceSpec(Section):
     cpus: depth_rule(PositiveNumber) = 1.0  # per trial (fractions pack trials)
     gpus: depth_rule(NonNegativeNumber) = 0.0  # per trial; > 1 runs data-parallel
+    # GPUs of one node: a trial with more spans gpus / gpus_per_node nodes (one Ray placement
+    # group bundle each); None: read from the cluster at launch (orchestration.execution)
+    gpus_per_node: PositiveInteger | None = None
     custom: CustomResources = Field(default_factory=dict)  # Ray custom resources per trial
     device: choice(DEVICES) = "auto"  # auto: cuda when the trial holds a GPU, else cpu
     max_retries: NonNegativeInteger = 2  # retries after a worker or node died (never a divergence)

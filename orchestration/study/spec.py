@@ -165,6 +165,13 @@ class StudySpec(Section):
                     f"resources.gpus: {gpus:g} GPUs at depth {depth}; above 1 use a whole "
                     "number (the trial runs data-parallel on them), below 1 any fraction"
                 )
+            per_node = self.resources.gpus_per_node
+            if per_node and gpus > per_node and gpus % per_node:
+                problems.append(
+                    f"resources.gpus: {gpus:g} GPUs at depth {depth} span nodes of resources.gpus_per_node "
+                    f"{per_node} but do not divide into them; use a multiple of {per_node} (every node holds "
+                    f"the same share), or at most {per_node} on one node"
+                )
         # fork points that collide need the trials' steps: study.branches checks them at plan time
         problems += strategy_problems(self.budgets.strategy, self.recipe.schedule, self.recipe.decay_fraction)
         if problems:

@@ -16,6 +16,7 @@ from orchestration.study.branches import INDEPENDENT, Branching, plan_trunk
 from orchestration.study.execution_plan import TrialExecution, plan_execution
 from orchestration.study.geometry import vqvae_config
 from orchestration.study.model_section import var_config
+from orchestration.study.resource_section import node_count
 from orchestration.study.spec import StudySpec
 from var_model.config import VARConfig, VQVAEConfig
 from var_model.counting import flops_per_image, param_counts
@@ -61,6 +62,8 @@ class TrialSpec:
     gpus: float
     execution: TrialExecution  # micro-batch, accumulation, sharding, memory plan (execution_plan)
     custom_resources: dict = field(default_factory=dict)
+    # GPUs of one node (resources.gpus_per_node); None: the cluster's, known at launch
+    gpus_per_node: int | None = None
     var_config: VARConfig | None = None
     branching: Branching | None = None  # a trunk's or branch's place (None: an independent trial)
 
@@ -77,6 +80,12 @@ class TrialSpec:
     def flops_trained(self) -> float:
         """The training FLOPs this trial spends (`flops` counts a branch's budget from step 0)."""
         return float(self.steps_trained) * self.batch_size * self.flops_per_image
+
+    @property
+    def nodes(self) -> int | None:
+        """Nodes (Ray placement group bundles) the trial spans, each with gpus / nodes GPUs and
+        cpus / nodes CPUs; None when it has several GPUs and gpus_per_node is the cluster's."""
+        return node_count(self.gpus, self.gpus_per_node)
 
     @property
     def threads(self) -> int:
@@ -207,6 +216,7 @@ def _independent_trials(spec: StudySpec, depth: int) -> list[TrialSpec]:
                     cpus=spec.resources.cpus.at(depth),
                     gpus=gpus,
                     custom_resources={name: rule.at(depth) for name, rule in spec.resources.custom.items()},
+                    gpus_per_node=spec.resources.gpus_per_node,
                     var_config=config,
                     execution=execution,
                 )
