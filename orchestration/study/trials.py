@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from orchestration.study.branches import INDEPENDENT, Branching, plan_trunk
-from orchestration.study.execution_plan import TrialExecution, plan_execution
+from orchestration.study.execution_plan import TrialExecution, plan_execution, world_size
 from orchestration.study.geometry import vqvae_config
 from orchestration.study.model_section import var_config
 from orchestration.study.resource_section import node_count
@@ -89,9 +89,10 @@ class TrialSpec:
 
     @property
     def threads(self) -> int:
-        # One torch thread per whole CPU the trial holds: more threads than the CPU share
-        # only makes trials packed on one node fight over cores.
-        return max(1, int(math.floor(self.cpus)))
+        """Torch threads of each of the trial's processes (one per GPU, or one)."""
+        # One thread per whole CPU the process holds: more threads than the CPU share only
+        # makes trials packed on one node, or the ranks of one trial, fight over cores.
+        return max(1, int(math.floor(self.cpus / world_size(self.gpus))))
 
     def estimated_seconds(self, gpu_flops_per_second: float, cpu_flops_per_second: float) -> float:
         if self.gpus:

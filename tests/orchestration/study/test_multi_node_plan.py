@@ -85,3 +85,11 @@ def test_dry_run_says_the_cluster_decides_without_gpus_per_node(tmp_path, capsys
     output = capsys.readouterr().out
     assert "gpu 32 on" not in output
     assert "nodes: resources.gpus_per_node is not set, so launch reads it from the cluster" in output
+
+
+def test_each_process_of_a_trial_gets_its_share_of_the_cpus(tmp_path):
+    # one process per GPU: 16 CPUs over 16 GPUs is one thread each, not 16 threads in each of 16 ranks
+    trials = {trial.depth: trial for trial in expand(load_study(PAPER_STUDY, [f"storage={tmp_path}"]))}
+    assert {depth: trials[depth].threads for depth in (6, 12, 24, 30)} == {6: 8, 12: 4, 24: 1, 30: 1}
+    (cpu_trial, *_) = tiny_trials(tmp_path, "resources.cpus=2")
+    assert cpu_trial.threads == 2
