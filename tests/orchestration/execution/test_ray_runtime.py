@@ -144,3 +144,18 @@ def test_launch_at_an_open_port_that_is_not_ray_fails_in_one_line_and_leaves_no_
     client = MlflowClient(load_study(TINY, [f"storage={tmp_path}"]).tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("tiny_test").experiment_id])
     assert runs and all(run.info.status != "RUNNING" for run in runs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("aiohttp_cors") is None, reason="needs varscale[dashboard] installed")
+def test_dashboard_starts_when_its_packages_are_installed():
+    # A fresh process: this one may have joined the session's Ray already.
+    script = (
+        "import ray\n"
+        "from orchestration.execution.ray_runtime import start_ray\n"
+        "start_ray(num_cpus=1, dashboard=True)\n"
+        "print('started', flush=True)\n"
+        "ray.shutdown()\n"
+    )
+    started = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert started.returncode == 0 and "started" in started.stdout, started.stderr[-2000:]
