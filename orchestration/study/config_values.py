@@ -27,7 +27,10 @@ def _check(value: Any, hint: Any) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        (hint,) = [option for option in options if option is not type(None)]  # `X | None` fields only
+        others = [option for option in options if option is not type(None)]
+        if len(others) != 1:
+            return value  # a union of several types: the config checks it
+        hint = others[0]
     if hint is bool:
         if not isinstance(value, bool):
             raise field_error(f"expected true or false, got {describe(value)}")
@@ -39,7 +42,7 @@ def _check(value: Any, hint: Any) -> Any:
     elif hint is str:
         if not isinstance(value, str):
             raise field_error(f"expected a string, got {describe(value)}")
-    elif typing.get_origin(hint) is tuple:
+    elif typing.get_origin(hint) is tuple and typing.get_args(hint) == (int, Ellipsis):
         if not isinstance(value, (list, tuple)) or any(
             isinstance(item, bool) or not isinstance(item, int) for item in value
         ):

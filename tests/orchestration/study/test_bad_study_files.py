@@ -177,3 +177,12 @@ def test_dry_run_exits_2_with_one_line(tmp_path, capsys, content):
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1 and "Traceback" not in captured.err
     assert captured.err.startswith("varscale dry-run: error: ")
+
+
+def test_override_values_follow_the_study_rules_for_numbers(tmp_path):
+    # YAML 1.1 reads 1e-2 (no dot) as a string; number fields take it as the number it spells
+    spec = load_study(str(TINY), [f"storage={tmp_path}", "model.overrides.drop_path_rate=1e-2"])
+    assert spec.model.overrides == {"drop_path_rate": 0.01}
+    assert refused(str(TINY), ["tokenizer.overrides.channel_multipliers=[1, x]"]) == (
+        "tokenizer.overrides.channel_multipliers: expected a list of integers, got [1, 'x'] (list)"
+    )
