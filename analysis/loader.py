@@ -43,6 +43,7 @@ from analysis.mlflow_schema import (
     PER_SCALE_METRIC_PATTERN,
     ROLE_TAG,
     RUNNING,
+    SAMPLE_METRICS,
     STATUS_TAG,
     STRING_PARAMS,
     STUDY_KIND,
@@ -151,7 +152,7 @@ def _trial_row(study: str, run) -> dict:
     }
     row.update({name: _cast_param(name, value) for name, value in run.data.params.items()})
     # Finals first; a run that never finished falls back to the latest logged value.
-    for name in (*COUNTERS, *FINAL_METRICS):
+    for name in (*COUNTERS, *FINAL_METRICS, *SAMPLE_METRICS):
         row[name] = metrics.get(f"{FINAL_PREFIX}{name}", metrics.get(name, np.nan))
     # Per-scale finals (final_test_loss_scale_KK, final_test_error_scale_KK) when the trainer logged
     # them, else the latest eval of that scale.

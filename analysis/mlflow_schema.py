@@ -103,6 +103,18 @@ TRIAL_PARAMS = (*INTEGER_PARAMS, *FLOAT_PARAMS, *STRING_PARAMS, "warmup_steps", 
 COUNTERS = ("images", "tokens", "flops")
 FINAL_PREFIX = "final_"  # the trainer's end-of-trial values: final_<metric>
 FINAL_METRICS = ("test_loss_avg", "test_loss_last", "test_error_avg", "test_error_last")
+# Sample quality (issue 13, docs/SAMPLE_QUALITY.md): the trainer logs sample_<name> at its end (and
+# at evaluation points), its finals as final_sample_<name>, and its protocol as params
+# sample_protocol_<field> (var_model.evaluation writes these names; tests/model checks they agree).
+SAMPLE_METRICS = (
+    "sample_fd",
+    "sample_accuracy",
+    "sample_precision",
+    "sample_recall",
+    "sample_fid",
+    "sample_inception_score",
+)
+SAMPLE_PROTOCOL_PREFIX = "sample_protocol_"
 PER_SCALE_METRIC_PATTERN = r"test_(loss|error)_scale_\d\d"
 TRAIN_LOSS = "train_loss"
 # Parent-run metrics of the tokenizer stage: tokenizer_<report or baseline name>.

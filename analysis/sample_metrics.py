@@ -23,20 +23,11 @@ from scipy import stats
 from analysis.bootstrap import BootstrapResult, bootstrap_fit
 from analysis.errors import AnalysisError, DataError
 from analysis.loader import FIT_STATUSES, StudyFrame
+from analysis.mlflow_schema import SAMPLE_METRICS, SAMPLE_PROTOCOL_PREFIX
 from analysis.power_law import BILLION, FORMS, PFLOP, PowerLawFit, fit_power_law
 
-# The metric names a trial logs (var_model.evaluation.metrics, with its "sample_" prefix; the
-# finals are final_<name>); tests/analysis checks the two lists agree.
-SAMPLE_METRICS = (
-    "sample_fd",
-    "sample_accuracy",
-    "sample_precision",
-    "sample_recall",
-    "sample_fid",
-    "sample_inception_score",
-)
 GAP_METRICS = ("sample_accuracy", "sample_precision", "sample_recall")  # fitted as 1 - x
-PROTOCOL_PREFIX = "sample_protocol_"  # var_model.evaluation.evaluator.PROTOCOL_PREFIX
+PROTOCOL_PREFIX = SAMPLE_PROTOCOL_PREFIX
 LOSS_COLUMN = "test_loss_avg"
 AGAINST = {"N": ("params_total", BILLION, "B"), "C": ("flops", PFLOP, "PFLOP")}
 
@@ -56,7 +47,7 @@ def fitted_values(metric: str, values) -> np.ndarray:
 
 def sample_trials(study: StudyFrame, statuses: tuple[str, ...] = FIT_STATUSES) -> pd.DataFrame:
     """The fit trials with a column per sample metric: the trial's final value where the loader
-    read one, else the last point of its history (a loader that reads only loss finals)."""
+    read one, else the last point of its history (a frame built without the sample columns)."""
     trials = study.fit_trials(statuses).copy()
     curves = study.fit_curves(statuses)
     for metric in SAMPLE_METRICS:
