@@ -111,7 +111,7 @@ class BranchScheduler:
                 why = (
                     f"its trunk {branch.trunk_key} has finished, but its fork of step {branch.fork_step} is missing "
                     f"from {self.trunk_dirs[branch.trunk_key]}/forks (deleted by hand?); delete the trunk's "
-                    "checkpoint.pt and its MLflow run, then relaunch to train it again"
+                    "checkpoint.pt, checkpoint.previous.pt and its MLflow run, then relaunch to train it again"
                 )
             else:
                 why = (
