@@ -45,7 +45,7 @@ def run_tokenizer_stage(spec: StudySpec) -> dict:
     """Returns {cache_path, report, baselines, reused_tokenizer, reused_cache, seconds, num_classes}."""
     # Ray sets OMP_NUM_THREADS to the task's CPU share; torch threads follow it.
     threads = max(1, int(float(os.environ.get("OMP_NUM_THREADS", "1"))))
-    check_evaluation_files(spec.evaluation)  # a wrong weights file fails before the tokenizer trains
+    check_evaluation_files(spec.evaluation, spec.data.kind)  # fails before the tokenizer trains
     config = tokenizer_stage_config(spec, threads)
     result = run_stage(config)
     evaluation = {}

@@ -113,8 +113,16 @@ def _check_reference(path: str) -> None:
         )
 
 
-def check_evaluation_files(spec: EvaluationSpec | None) -> None:
-    """The checks that need torch: the Inception weights load into torch-fidelity's network
-    (a wrong file is a ConfigError naming evaluation.inception_weights)."""
-    if spec is not None and spec.feature == "inception":
+def check_evaluation_files(spec: EvaluationSpec | None, data_kind: str) -> None:
+    """The checks the tokenizer stage makes before it trains: the built-in feature network is
+    the classifier of the synthetic data only, and the Inception weights must load into
+    torch-fidelity's network (a wrong file is a ConfigError naming evaluation.inception_weights)."""
+    if spec is None:
+        return
+    if spec.feature == "builtin" and data_kind != "synthetic":
+        raise ConfigError(
+            f"evaluation.feature builtin is the classifier of the embedded synthetic data, but data.kind is "
+            f"{data_kind}; use evaluation.feature: inception with evaluation.inception_weights"
+        )
+    if spec.feature == "inception":
         InceptionExtractor(spec.inception_weights, "cpu")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
+from orchestration.study.evaluation_section import check_evaluation_files
 from orchestration.study.loading import parse_study
 from orchestration.study.trial_config import build_trial_config
 from orchestration.study.trials import expand
@@ -54,3 +55,10 @@ def test_evaluation_under_trial_is_refused(tmp_path):
     mapping.setdefault("trial", {})["evaluation"] = {"samples_per_class": 4}
     with pytest.raises(ConfigError, match="trial.evaluation: set by the study"):
         parse_study(mapping, base_directory=str(tmp_path))
+
+
+def test_the_builtin_network_is_for_the_synthetic_data_only(tmp_path):
+    spec = _study(tmp_path, {"samples_per_class": 2})
+    check_evaluation_files(spec.evaluation, "synthetic")
+    with pytest.raises(ConfigError, match="data.kind is image_folder; use evaluation.feature: inception"):
+        check_evaluation_files(spec.evaluation, "image_folder")
