@@ -27,7 +27,7 @@ from var_model.yaml_input import read_yaml_file
 
 def read_study_yaml(path: str) -> dict:
     if not Path(path).is_file():
-        raise ConfigError(f"study file {path!r} does not exist (give a path such as studies/smoke.yaml)")
+        raise ConfigError(f"study file {path!r} does not exist or is not a file (e.g. studies/smoke.yaml)")
     mapping = read_yaml_file(path, what="study file")
     if not isinstance(mapping, dict):
         raise ConfigError(f"study file {path!r}: expected a mapping at the top level, got {describe(mapping)}")

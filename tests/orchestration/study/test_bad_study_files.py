@@ -186,3 +186,7 @@ def test_override_values_follow_the_study_rules_for_numbers(tmp_path):
     assert refused(str(TINY), ["tokenizer.overrides.channel_multipliers=[1, x]"]) == (
         "tokenizer.overrides.channel_multipliers: expected a list of integers, got [1, 'x'] (list)"
     )
+
+
+def test_a_folder_is_not_a_study_file(tmp_path):
+    assert refused(str(tmp_path)).endswith("does not exist or is not a file (e.g. studies/smoke.yaml)")
