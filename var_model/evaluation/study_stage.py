@@ -70,7 +70,6 @@ def _study_reference(config: EvaluationConfig, source: ImageSource, cache_root: 
     write_reference(path, np.concatenate(pools))
 
 
-@torch.no_grad()
 def prepare_study_evaluation(
     config: EvaluationConfig,
     source: ImageSource,
@@ -81,7 +80,14 @@ def prepare_study_evaluation(
     """Build the study's feature network or reference, then measure the floors; returns the
     numbers for the study's parent run."""
     cache_root = Path(cache_root)
-    _study_reference(config, source, cache_root, device)
+    _study_reference(config, source, cache_root, device)  # trains the builtin network: gradients on
+    with torch.no_grad():
+        return _floors(config, source, vqvae, cache_root, device)
+
+
+def _floors(
+    config: EvaluationConfig, source: ImageSource, vqvae: VQVAE, cache_root: Path, device: torch.device
+) -> dict[str, Any]:
     evaluator = SampleEvaluator.for_study(config, cache_root, source.identity(), source.num_classes, device)
     images_NHWC, labels = per_class_images(source, "train", config.samples_per_class)
     real_B3HW = images_to_model_input(images_NHWC, device)
