@@ -116,7 +116,10 @@ def _launch_locked(
     trials = plan_study(spec)
     _save_resolved(spec)
     tracker = StudyTracker(spec)
-    check_roles(spec, trials, tracker.trial_runs())  # before the parent run: a refusal leaves nothing RUNNING
+    # One search of the study's runs serves the checks and the plan: at 500 trials each search
+    # costs seconds. Runs that reconcile() marks below were unfinished, and stay so here.
+    existing = tracker.trial_runs()
+    check_roles(spec, trials, existing)  # before the parent run: a refusal leaves nothing RUNNING
     tracker.start_parent()
     reconciled = tracker.reconcile()
     if reconciled:
@@ -135,7 +138,6 @@ def _launch_locked(
         f"storage {spec.storage}\n"
     )
 
-    existing = tracker.trial_runs()
     todo = [
         trial
         for trial in trials
@@ -255,6 +257,7 @@ def progress_trials(trials: list[TrialSpec], output_dirs: dict[str, str]) -> lis
             steps=trial.steps,
             group=f"d{trial.depth}-batch{trial.batch_size}",
             directory=output_dirs[trial.key],
+            batch_size=trial.batch_size,
         )
         for trial in trials
     ]

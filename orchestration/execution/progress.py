@@ -20,13 +20,11 @@ line per change: the state line when a count changes, a trial's line at most eve
 from __future__ import annotations
 
 import heapq
-import json
 import math
 import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, TextIO
 
 from rich.console import Console, Group
@@ -34,8 +32,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from analysis.mlflow_schema import COMPLETED, DIVERGED, FAILED, PENDING, PROGRESS_FILE, RUNNING
+from analysis.mlflow_schema import COMPLETED, DIVERGED, FAILED, PENDING, RUNNING
 from analysis.text import clock_duration
+from orchestration.execution.trial_progress import ProgressTrial, TrialProgress, read_progress
 
 # Trial states as the state line counts them (an unknown state counts as pending).
 BUCKETS = {COMPLETED: "done", DIVERGED: "done", RUNNING: "running", FAILED: "failed", PENDING: "pending"}
@@ -44,43 +43,11 @@ MOST_ROWS = 30  # running trials shown in a terminal; a cluster may run hundreds
 
 
 @dataclass(frozen=True)
-class ProgressTrial:
-    key: str
-    flops: float  # what the trial runs: the ETA's fallback weight before any trial has a rate
-    steps: int
-    group: str  # trials of one group run at one speed (same depth and batch size)
-    directory: str  # the trial's output folder, where its progress file is
-
-
-@dataclass(frozen=True)
 class _Rates:
     measured: dict[str, float]  # trial key -> its seconds per FLOP
     groups: dict[str, float]  # group -> the median of its trials'
     overall: float | None  # the median of all measured trials'
     overhead: float  # seconds per trial beyond its steps
-
-
-@dataclass(frozen=True)
-class TrialProgress:
-    step: int
-    steps: int
-    train_loss: float
-    images_per_second: float
-    time: float  # unix seconds, the trial's clock
-
-
-def read_progress(directory: str) -> TrialProgress | None:
-    try:
-        data = json.loads(Path(directory, PROGRESS_FILE).read_text())
-        return TrialProgress(
-            int(data["step"]),
-            int(data["steps"]),
-            float(data["train_loss"]),
-            float(data["images_per_second"]),
-            float(data["time"]),
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # not written yet, or caught mid-write by a non-atomic writer
 
 
 def _speed(images_per_second: float) -> str:
@@ -109,6 +76,7 @@ class Progress:
         self.skipped: set[str] = set()
         self.began: dict[str, float] = {}  # key -> when it started running (driver clock)
         self.ended: dict[str, float] = {}
+        self.first_wave: set[str] = set()  # trials started before any ended: they paid the worker starts
         self.first: dict[str, TrialProgress] = {}  # each trial's first and latest progress
         self.latest: dict[str, TrialProgress] = {}
         self.seen_at: dict[str, float] = {}  # when the latest progress was read (driver clock)
@@ -123,6 +91,8 @@ class Progress:
         now = self.clock()
         if state == RUNNING:
             self.began.setdefault(key, now)
+            if not self.ended:
+                self.first_wave.add(key)
         elif state in ENDED and key in self.began:
             self._read(key, now)
             self.ended[key] = now
@@ -158,9 +128,13 @@ class Progress:
     def step_seconds(self, key: str) -> float | None:
         """Seconds per step, between the trial's first and latest progress (its own clock)."""
         first, latest = self.first.get(key), self.latest.get(key)
-        if first is None or latest.step <= first.step:
+        if first is None:
             return None
-        return max(latest.time - first.time, 0.0) / (latest.step - first.step)
+        if latest.step > first.step:
+            return max(latest.time - first.time, 0.0) / (latest.step - first.step)
+        # One read so far (short trials often give no more): the callback's measured images/s
+        speed, batch = latest.images_per_second, self.trials[key].batch_size
+        return batch / speed if batch > 0 and math.isfinite(speed) and speed > 0 else None
 
     def _seconds_per_flop(self, key: str) -> float | None:
         trial = self.trials[key]
@@ -179,8 +153,12 @@ class Progress:
         # Computed once per change of state or progress, not per trial asked about: the ETA asks
         # for every pending trial, and a 500-trial study would make that quadratic per redraw.
         if self._rates_cache is None:
+            # The first wave of trials also pays each slot's worker start (imports: a minute on a
+            # loaded box), which later trials, on the same workers, do not: once a later trial
+            # has finished, only later trials give the overhead, the most recent ones first.
+            later = [key for key in self.ended if key not in self.first_wave]
             overheads = []
-            for key in self.ended:
+            for key in sorted(later or self.ended, key=self.ended.get)[-2 * self.concurrency :]:
                 step_seconds = self.step_seconds(key)
                 if step_seconds is not None:
                     overheads.append(self.ended[key] - self.began[key] - step_seconds * self.trials[key].steps)

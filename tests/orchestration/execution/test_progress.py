@@ -116,3 +116,24 @@ def test_a_terminal_gets_a_live_table_of_running_trials(tmp_path):
     progress.close()
     shown = progress.stream.getvalue()
     assert "running 2" in shown and "40/100" in shown and "2.5000" in shown and "starting" in shown
+
+
+def test_one_read_gives_a_rate_from_the_measured_images_per_second(tmp_path):
+    trial = ProgressTrial("a", 1e6, 100, "d1", str(tmp_path / "a"), batch_size=8)
+    progress = Progress("study", [trial], io.StringIO(), 1, Clock())
+    progress.set("a", "running")
+    write_progress(tmp_path / "a", 10, 100, time=0.0)  # 80 images/s at 8 images per step: 0.1 s per step
+    progress.poll()
+    assert abs(progress.remaining_seconds("a") - 9.0) < 1e-9
+
+
+def test_the_first_wave_s_worker_starts_do_not_set_the_overhead(tmp_path):
+    progress, clock = study(tmp_path, concurrency=1)
+    for key, seconds in (("a", 60.0), ("b", 5.0)):  # a started a fresh worker; b reused it
+        progress.set(key, "running")
+        write_progress(tmp_path / key, 10, 100, time=0.0)
+        progress.poll()
+        write_progress(tmp_path / key, 100, 100, time=0.9)  # 0.01 s per step: 1 s of steps
+        clock.now += seconds
+        progress.set(key, "completed")
+    assert abs(progress.overhead_seconds() - 4.0) < 1e-9  # b's, not the median with a's 59 s
