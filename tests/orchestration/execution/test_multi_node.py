@@ -5,6 +5,9 @@ A group that loses a node (removed from the running cluster) restarts whole, fro
 checkpoint, on the nodes still free: nodes added for that test and removed after it."""
 
 import json
+import os
+import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,10 +17,11 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import RESUMED_STEP_TAG, STATUS_TAG
+from analysis.mlflow_schema import RESUMED_STEP_TAG, STATUS_TAG, TRIAL_CONFIG_FILE
 from orchestration.execution.multi_node import NODE_GROUP_FILE, _bundle_resources, _rendezvous, execute_multi_node
 from orchestration.execution.ray_runtime import NodeGroup, node_group
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
+from orchestration.execution.torchrun import Rendezvous, torchrun_command, with_parent_death_signal
 from orchestration.execution.trial_task import TrialRequest
 from orchestration.study.loading import load_study
 from orchestration.study.trial_config import build_trial_config
@@ -59,6 +63,38 @@ def weights(directory: str) -> dict[str, torch.Tensor]:
     return load_checkpoint(Path(directory) / CHECKPOINT_FILE)["model"]
 
 
+def assert_same_weights(directory: str, reference: str) -> None:
+    first, second = weights(directory), weights(reference)
+    assert first.keys() == second.keys()
+    for name, tensor in second.items():
+        torch.testing.assert_close(first[name], tensor, rtol=0, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_two_torchrun_nodes_rendezvous_on_the_first_and_match_one_process(tmp_path):
+    # The commands each bundle runs, without Ray: node ranks 0 and 1 meet at the first's port.
+    spec, _, request = two_node_trial(tmp_path)
+    config_path = str(Path(request.output_dir, TRIAL_CONFIG_FILE))
+    Path(request.output_dir).mkdir(parents=True, exist_ok=True)
+    request.trial_config.to_yaml(config_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = dict(os.environ, MLFLOW_TRACKING_URI=spec.tracking_uri, OMP_NUM_THREADS="1")
+    nodes = [
+        subprocess.Popen(
+            with_parent_death_signal(torchrun_command(request, config_path, Rendezvous(2, rank, 1, "127.0.0.1", port))),
+            env=environment,
+        )
+        for rank in range(2)
+    ]
+    assert [node.wait(timeout=600) for node in nodes] == [0, 0]
+    run_trial(request.trial_config.replace(output_dir=str(tmp_path / "single")), resume=False)
+    assert_same_weights(request.output_dir, str(tmp_path / "single"))
+    run = MlflowClient(spec.tracking_uri).get_run(request.run_id)
+    assert run.data.params["world_size"] == "2"
+
+
 @pytest.mark.slow
 def test_two_node_trial_places_a_rank_on_each_node_and_matches_one_process(ray_cluster, tmp_path):
     spec, trial, request = two_node_trial(tmp_path)
@@ -77,10 +113,7 @@ def test_two_node_trial_places_a_rank_on_each_node_and_matches_one_process(ray_c
 
     single = run_trial(request.trial_config.replace(output_dir=str(tmp_path / "single")), resume=False)
     assert single.status == "completed"
-    two_nodes, one_process = weights(request.output_dir), weights(str(tmp_path / "single"))
-    assert two_nodes.keys() == one_process.keys()
-    for name, tensor in one_process.items():
-        torch.testing.assert_close(two_nodes[name], tensor, rtol=0, atol=1e-5, msg=name)
+    assert_same_weights(request.output_dir, str(tmp_path / "single"))
 
 
 def wait_for(condition, seconds: float = 300.0):
