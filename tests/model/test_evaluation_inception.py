@@ -81,10 +81,9 @@ def test_a_file_that_is_not_inception_weights_is_refused(tmp_path):
 
 def test_fid_path_runs_end_to_end_without_a_download(weights_path, tmp_path):
     torch.manual_seed(0)
-    data = DataConfig(kind="synthetic", resolution=32, num_classes=2, train_images=16, test_images=16)
-    config = EvaluationConfig(
-        samples_per_class=4, feature="inception", inception_weights=str(weights_path), batch_size=8
-    )
+    # few images: each is a 299x299 Inception forward on a CPU
+    data = DataConfig(kind="synthetic", resolution=32, num_classes=2, train_images=8, test_images=8)
+    config = EvaluationConfig(samples_per_class=2, feature="inception", inception_weights=str(weights_path))
     vqvae = VQVAE(VQVAEConfig.debug())
     report = prepare_study_evaluation(config, ImageSource(data), vqvae, tmp_path, torch.device("cpu"))
     assert {"floor_real_sample_fid", "floor_reconstruction_sample_fid", "floor_real_sample_inception_score"} <= set(
@@ -95,4 +94,4 @@ def test_fid_path_runs_end_to_end_without_a_download(weights_path, tmp_path):
     metrics = evaluator.evaluate(var)
     assert math.isfinite(metrics["sample_fid"]) and metrics["sample_fid"] >= 0
     assert metrics["sample_inception_score"] >= 1.0 - 1e-6
-    assert evaluator.protocol()["sample_protocol_implementation"].startswith("torchmetrics")
+    assert evaluator.protocol()["sample_protocol_implementation"].startswith("torch-fidelity")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,11 @@ class InceptionExtractor(nn.Module):
 def inception_score(logits_NV: torch.Tensor) -> float:
     """torchmetrics' Inception Score (mean over splits) of the extractor's logits."""
     _, inception_score_metric = _inception_modules()
-    # feature=Identity: the logits are already computed; torchmetrics applies its IS formula
-    metric = inception_score_metric(feature=nn.Identity(), splits=min(INCEPTION_SCORE_SPLITS, logits_NV.shape[0]))
+    # feature=Identity: the logits are already computed; torchmetrics applies its IS formula.
+    # Its warning that it buffers every feature is moot: the logits are in memory already.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
+        metric = inception_score_metric(feature=nn.Identity(), splits=min(INCEPTION_SCORE_SPLITS, logits_NV.shape[0]))
     metric.update(logits_NV.float())
     mean, _ = metric.compute()
     return float(mean)
