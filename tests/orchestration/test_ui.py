@@ -30,6 +30,14 @@ def test_urls_open_the_runs_view_not_the_genai_view():
     )
 
 
+def test_the_runs_address_never_creates_a_store_nor_shows_a_password(tmp_path):
+    from orchestration.commands.ui import runs_view_address
+
+    missing = f"sqlite:///{tmp_path}/mlflow.db"
+    assert runs_view_address(missing, "study") == "http://127.0.0.1:5000" and not (tmp_path / "mlflow.db").exists()
+    assert runs_view_address("http://user:secret@mlflow.example.org:5000", "study") == "http://mlflow.example.org:5000"
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
