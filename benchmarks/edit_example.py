@@ -4,9 +4,9 @@ embedded synthetic data, as in-painting, out-painting and class-conditional edit
 It trains its checkpoint first when it is missing: the tiny walk-through's tokenizer stage and
 trial (var_model/training/examples/), the trial run three times longer (300 steps, about one
 epoch of the 20,000 training images) into runs/edit_example/. On a 2-core machine shared by 8
-jobs the tokenizer stage took 33 minutes and the trial 12 (the walk-through's own timings, on
-an idle core, are 6 minutes and under one). Each edit is a real `varscale edit` call, printed
-as it runs. The figure has one row per edit: the input, the
+jobs the tokenizer stage took 33 minutes and the trial 12 (for an idle core the walk-through
+quotes 6 minutes for the tokenizer and under one for its 100-step trial). Each edit is a real
+`varscale edit` call, printed as it runs. The figure has one row per edit: the input, the
 tokenizer's reconstruction of it (what the kept region can at best look like: the output is
 decoded from tokens), the mask (white = regenerate), then the edits.
 
