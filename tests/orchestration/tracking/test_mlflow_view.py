@@ -3,7 +3,6 @@ the UI opens its GenAI view, without runs), child runs are named by trial key, a
 stored under sections (`train/loss`) that the loader reads back under today's column names,
 as it reads stores written before the sections (plain names)."""
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +12,7 @@ from mlflow.entities import Metric
 from analysis import mlflow_schema as schema
 from analysis.loader import load_study
 
-ORCHESTRATION_TESTS = Path(__file__).resolve().parents[1] / "orchestration"
-TINY = str(ORCHESTRATION_TESTS / "fixtures" / "tiny_study.yaml")
-sys.path.insert(0, str(ORCHESTRATION_TESTS))  # fake_trial (conftest does it for that folder only)
+TINY = str(Path(__file__).parents[1] / "fixtures" / "tiny_study.yaml")
 
 
 def _check_view(spec) -> None:
