@@ -25,6 +25,10 @@ def _returned(key: str) -> dict:
     return {"key": key, "status": "completed", "metrics": {}, "steps": 2}
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def test_interrupt_keeps_returned_and_just_finished_trials_and_stops_the_rest(ray_cluster, tmp_path):
     spec = load_study(TINY, [f"storage={tmp_path}"])
     returned, just_finished, running, waiting = expand(spec)
@@ -41,7 +45,7 @@ def test_interrupt_keeps_returned_and_just_finished_trials_and_stops_the_rest(ra
     task = ray.remote(num_cpus=0.25, max_retries=0)
     returned_ref = task(_returned).remote(returned.key)
     ray.wait([returned_ref], timeout=120)  # it has returned; the loop has not collected it yet
-    sleeper = task(time.sleep)
+    sleeper = task(_sleep)
     refs = {returned_ref: returned, sleeper.remote(600): just_finished, sleeper.remote(600): running}
     # the task wrapper sets the status tag before it returns: this one got that far
     tracker.client.set_tag(run_ids[just_finished.key], schema.STATUS_TAG, schema.COMPLETED)
