@@ -42,8 +42,9 @@ class MlflowTrialCallback(TrialCallback):
         self.output_dir = Path(output_dir)
         self.forks_written: list[int] = []  # a trunk's fork steps, as on_fork reports them
         self.steps = 0  # the trial's total, from on_start
-        # (time, images) at the previous train log: images/s is measured between two logs, so
-        # a resume's restart cost and the closing evaluation do not count against the rate.
+        # (time, images) at the previous train log: images/s is measured between two logs, so the
+        # evaluations in between count (it is the rate the trial achieves) and a resume's start-up
+        # does not (on_start forgets the point).
         self._last_rate_point: tuple[float, float] | None = None
 
     def _batch(self, metrics=(), params=(), tags=()) -> None:
