@@ -18,7 +18,6 @@ trunk and every branch of that fork have finished.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -35,7 +34,7 @@ from orchestration.execution.progress import Progress, ProgressTrial
 from orchestration.execution.ray_runtime import check_resources, default_concurrency, node_resources, start_ray
 from orchestration.execution.study_checks import cache_identity, check_roles, check_token_cache
 from orchestration.execution.study_lock import StudyLock
-from orchestration.execution.tokenizer_task import run_tokenizer_stage
+from orchestration.execution.token_cache_stage import build_token_cache
 from orchestration.execution.trial_records import TrialRecords
 from orchestration.execution.trial_task import TrialRequest, execute_trial
 from orchestration.study.branches import BRANCH
@@ -46,7 +45,6 @@ from orchestration.study.trial_config import build_trial_config, plan_study, tri
 from orchestration.study.trials import TrialSpec
 from orchestration.tracking.server_check import check_tracking_server
 from orchestration.tracking.study_runs import StudyTracker, git_revision
-from var_model.errors import ConfigError
 
 
 def _remote_trial(request: TrialRequest, trial_function: Callable | None) -> dict:
@@ -168,7 +166,7 @@ def _launch_locked(
         if started_ray:
             stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
         check_resources(todo, node_resources(), getattr(spec.resources, "gpus_per_node", None))
-        stage = _tokenizer_stage(spec, tracker, tokenizer_function, stream)
+        stage = build_token_cache(spec, tracker, tokenizer_function, stream)
         result.token_cache = stage["cache_path"]
         cache = cache_identity(stage)
         check_token_cache(spec, existing, cache)  # before any run is created or trained
@@ -269,36 +267,3 @@ def submission_order(trials: list) -> list:
     a trial runs (a branch: its cooldown only). Ties keep the study's order, so a relaunch
     submits in the same order."""
     return sorted(trials, key=lambda trial: trial.flops_trained, reverse=True)
-
-
-def _tokenizer_stage(
-    spec: StudySpec, tracker: StudyTracker, tokenizer_function: Callable | None, stream: TextIO
-) -> dict:
-    """Build (or reuse) the study's token cache once, in a Ray task, on the shared storage."""
-    function = tokenizer_function or run_tokenizer_stage
-    wants_gpu = any(amount for _, amount in spec.resources.gpus.steps)
-    gpus = 1 if wants_gpu and ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    # The largest CPU share any node can give, up to 4: tokenising is the stage's bulk work.
-    cpus = min(4.0, max(node.get("CPU", 0.0) for node in node_resources()))
-    started = time.monotonic()
-    stage = ray.get(
-        ray.remote(function).options(num_cpus=cpus, num_gpus=gpus, max_retries=1, name="tokenizer stage").remote(spec)
-    )
-    reused = "reused" if stage.get("reused_cache") else "built"
-    stream.write(f"token cache {reused} in {time.monotonic() - started:.1f} s: {stage['cache_path']}\n")
-    tracker.log_parent_artifact_text(json.dumps(stage, indent=2, default=str), schema.TOKENIZER_STAGE_FILE)
-    numbers = {
-        f"{schema.TOKENIZER_METRIC_PREFIX}{name}": value
-        for name, value in {**stage.get("report", {}), **stage.get("baselines", {})}.items()
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
-    }
-    tracker.log_parent_metrics(numbers)
-    cache_classes = stage.get("num_classes")
-    if cache_classes is not None and int(cache_classes) != spec.model.num_classes:
-        # The trainer builds the VAR with the cache's classes, while the dry-run and the params
-        # logged to MLflow (params_total: N in every fit) use model.num_classes.
-        raise ConfigError(
-            f"model.num_classes: {spec.model.num_classes}, but the token cache has {cache_classes} classes "
-            f"(from the data); set model.num_classes: {cache_classes} so that logged model sizes are right"
-        )
-    return stage
