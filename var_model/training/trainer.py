@@ -192,8 +192,8 @@ def _evaluate(
 
 
 def _sample_evaluator(config: TrialConfig, parts: TrialParts, context: DistributedContext) -> SampleEvaluator | None:
-    if config.evaluation is None:
-        return None
+    if config.evaluation is None or parts.plan.role == "trunk":
+        return None  # a trunk is never a point of a fit: its branches are (training/forks.py)
     return SampleEvaluator.for_trial(EvaluationConfig.from_dict(config.evaluation), parts.cache, context.device)
 
 
