@@ -102,7 +102,16 @@ TRIAL_PARAMS = (*INTEGER_PARAMS, *FLOAT_PARAMS, *STRING_PARAMS, "warmup_steps", 
 # Counters logged beside every step; the x axes of the fits.
 COUNTERS = ("images", "tokens", "flops")
 FINAL_PREFIX = "final_"  # the trainer's end-of-trial values: final_<metric>
-FINAL_METRICS = ("test_loss_avg", "test_loss_last", "test_error_avg", "test_error_last")
+# above_unigram_baseline: the trainer's flag (1.0) for a final test loss not below its cache's
+# unigram baseline; the loader's fit_trials leaves such a trial out.
+FINAL_METRICS = (
+    "test_loss_avg",
+    "test_loss_last",
+    "test_error_avg",
+    "test_error_last",
+    "unigram_test_loss_avg",
+    "above_unigram_baseline",
+)
 # Sample quality (issue 13, docs/SAMPLE_QUALITY.md): the trainer logs sample_<name> at its end (and
 # at evaluation points), its finals as final_sample_<name>, and its protocol as params
 # sample_protocol_<field> (var_model.evaluation writes these names; tests/model checks they agree).
