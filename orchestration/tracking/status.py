@@ -75,7 +75,8 @@ def study_status(spec: StudySpec) -> list[dict]:
         )
     client = tracking_client(spec.tracking_uri)
     by_key = _runs_by_key(client, spec)
-    trials = plan_study(spec)
+    # A study that runs elsewhere: its data.root may exist only on the cluster.
+    trials = plan_study(spec, for_launch=False)
     estimates = TimeEstimates.for_study(spec, trials)
     rows = []
     for trial in trials:

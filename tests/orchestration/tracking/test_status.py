@@ -51,3 +51,13 @@ def test_status_shows_progress_spend_and_estimate_per_trial(tmp_path):
     table = status_table(spec)
     assert f"2/{running.steps}" in table and "img/s" in table and "CPU time spent / est." in table
     assert "spend over every attempt:" in table and "the dry run's estimate:" in table
+
+
+def test_status_of_a_study_whose_data_is_elsewhere(tmp_path):
+    """The paper's study is launched on a cluster with --set data.root=...; `varscale status`
+    from a laptop without that folder (or the flag) still reads its runs."""
+    paper = str(Path(__file__).parents[3] / "studies" / "var_imagenet256.yaml")
+    spec = load_study(paper, [f"storage={tmp_path}"])
+    StudyTracker(spec).start_parent()
+    rows = study_status(spec)
+    assert len(rows) == 24 and {row["state"] for row in rows} == {"pending"}
