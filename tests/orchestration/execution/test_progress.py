@@ -137,3 +137,17 @@ def test_the_first_wave_s_worker_starts_do_not_set_the_overhead(tmp_path):
         clock.now += seconds
         progress.set(key, "completed")
     assert abs(progress.overhead_seconds() - 4.0) < 1e-9  # b's, not the median with a's 59 s
+
+
+def test_when_trials_end_slower_than_the_slots_allow_the_recent_rate_sets_the_eta(tmp_path):
+    # Trials of 3 s each, ending one at a time although 2 slots were there (the store or the
+    # driver is the limit): 2 left -> 6 s, not the schedule's 3 s (both slots at once).
+    trials = [ProgressTrial(f"t{index}", 1e6, 10, "d1", str(tmp_path / f"t{index}")) for index in range(8)]
+    clock = Clock()
+    progress = Progress("study", trials, io.StringIO(), 2, clock)
+    for index in range(6):
+        progress.set(f"t{index}", "running")
+        clock.now += 3.0
+        progress.set(f"t{index}", "completed")
+    assert progress._recent_seconds_per_end() == 3.0
+    assert abs(progress.eta_seconds() - 6.0) < 1e-9
