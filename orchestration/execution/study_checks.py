@@ -14,9 +14,10 @@ from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec
 from var_model.errors import ConfigError
 
-# The key of the tokenizer stage's result that names its cache's content, when the stage gives
-# one; the cache's path is the fallback (caches are content-addressed: tokens-<hash>).
-CACHE_IDENTITY_KEYS = ("cache_identity", "cache_sha256", "cache_hash")
+# The key of the tokenizer stage's result that names its cache's content (var_model's stage
+# result's cache_key); the cache's path is the fallback for a stage function that gives none
+# (caches are content-addressed: tokens-<hash>).
+CACHE_IDENTITY_KEYS = ("cache_key",)
 
 
 def cache_identity(stage: dict) -> str:

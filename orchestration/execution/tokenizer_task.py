@@ -42,7 +42,8 @@ def tokenizer_stage_config(spec: StudySpec, threads: int = 1) -> TokenizerStageC
 
 
 def run_tokenizer_stage(spec: StudySpec) -> dict:
-    """Returns {cache_path, report, baselines, reused_tokenizer, reused_cache, seconds, num_classes}."""
+    """Returns {cache_path, cache_key, tokenizer_hash, report, baselines, reused_tokenizer,
+    reused_cache, seconds, num_classes}."""
     # Ray sets OMP_NUM_THREADS to the task's CPU share; torch threads follow it.
     threads = max(1, int(float(os.environ.get("OMP_NUM_THREADS", "1"))))
     check_evaluation_files(spec.evaluation, spec.data.kind)  # fails before the tokenizer trains
@@ -60,6 +61,9 @@ def run_tokenizer_stage(spec: StudySpec) -> dict:
         )
     return {
         "cache_path": result.cache_path,
+        # the cache's content key: a study refuses to mix caches (execution.study_checks)
+        "cache_key": result.cache_key,
+        "tokenizer_hash": result.tokenizer_hash,
         # feature_test_accuracy and the floor_* numbers join the tokenizer's report (parent metrics)
         "report": {**result.report, **evaluation},
         "baselines": result.baselines,

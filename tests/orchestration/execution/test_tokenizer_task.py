@@ -11,4 +11,8 @@ def test_tokenizer_stage_reports_the_cache_class_count(tmp_path):
     from orchestration.execution.tokenizer_task import run_tokenizer_stage
 
     spec = load_study(TINY, [f"storage={tmp_path}"])
-    assert run_tokenizer_stage(spec)["num_classes"] == spec.model.num_classes
+    stage = run_tokenizer_stage(spec)
+    assert stage["num_classes"] == spec.model.num_classes
+    # the cache's content key, which the launcher holds every trial of the study to
+    assert stage["cache_key"].startswith(Path(stage["cache_path"]).name.removeprefix("tokens-"))
+    assert len(stage["tokenizer_hash"]) == 64
