@@ -16,7 +16,9 @@ CPU test suite beyond the command it builds (tests/orchestration/execution/test_
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -113,8 +115,17 @@ def execute_data_parallel(request: TrialRequest) -> dict:
     return execute_trial(request, _run_ranks(request))
 
 
+def _die_with_torchrun() -> None:
+    """A rank outlives its torchrun when torchrun is killed (torchrun starts ranks in sessions of
+    their own): it would train on with the other ranks behind a restarted group. So the kernel
+    kills it with its parent (Linux prctl PR_SET_PDEATHSIG; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def main(argv: list[str] | None = None) -> None:
     """One torchrun rank."""
+    _die_with_torchrun()
     parser = argparse.ArgumentParser(description="one rank of a data-parallel varscale trial")
     parser.add_argument("--trial-config", required=True)
     parser.add_argument("--run-id", required=True)
