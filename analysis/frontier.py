@@ -82,7 +82,8 @@ def fit_frontier(
         options["irreducible"] = irreducible
     law = fit_power_law(frontier[compute_column], frontier["value"], **options)
     n_opt_law = None
-    if "params_total" in frontier.columns and frontier["params_total"].nunique() >= 2:
+    # N_opt ~ C^a: with only two sizes on the frontier it is a step, not a trend.
+    if "params_total" in frontier.columns and frontier["params_total"].nunique() >= 3:
         n_opt_law = fit_power_law(frontier[compute_column], frontier["params_total"], form="var")
     return FrontierFit(
         frontier=frontier,

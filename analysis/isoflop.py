@@ -76,7 +76,7 @@ def fit_isoflop(N, C, loss, budget=None, relative_tolerance: float = 0.05) -> Is
     budget: optional budget label per run (e.g. the study's nominal FLOP budget); when None, runs
     whose computes agree within relative_tolerance form one budget."""
     N, C, loss = clean_inputs(
-        ("N", "C", "loss"), N, C, loss, positive=True, n_parameters=6, fit_name="IsoFLOP fit (2 budgets x 3 sizes)"
+        ("N", "C", "loss"), N, C, loss, positive=True, n_parameters=9, fit_name="IsoFLOP fit (3 budgets x 3 sizes)"
     )
     labels = _budget_labels(C, relative_tolerance) if budget is None else pd.factorize(np.asarray(budget))[0]
     rows, skipped = [], []
@@ -113,9 +113,10 @@ def fit_isoflop(N, C, loss, budget=None, relative_tolerance: float = 0.05) -> Is
             }
         )
     budgets = pd.DataFrame.from_records(rows)
-    if len(budgets) < 2:
+    # N_opt ~ C^a through 2 budgets' minima would be exact (no degree of freedom): 3 at least.
+    if len(budgets) < 3:
         raise FitError(
-            f"IsoFLOP needs at least 2 budgets with a parabola minimum; got {len(budgets)}. Skipped: {skipped}"
+            f"IsoFLOP needs at least 3 budgets with a parabola minimum; got {len(budgets)}. Skipped: {skipped}"
         )
     warnings = [GRID_BIAS_WARNING] + [f"skipped {reason}" for reason in skipped]
     for row in budgets.itertuples():

@@ -104,6 +104,16 @@ def fit_power_law(
     )
     if np.ptp(x_array) == 0:
         raise FitError("all x values are equal; a power law needs at least two distinct x values")
+    distinct = int(np.unique(x_array).size)
+    if distinct <= n_parameters:
+        # With no degree of freedom left the law passes through every point: r = +-1, a
+        # zero-width bootstrap interval and a meaningless holdout, all shown as if certain (a
+        # probe's study with two usable trials printed r 1.0000). Refuse instead.
+        raise FitError(
+            f"{form}-form power law has {n_parameters} free parameters but only {distinct} distinct x values: "
+            f"no degree of freedom is left, so it would pass through every point (r = +-1, no uncertainty); "
+            f"give at least {n_parameters + 1}"
+        )
     scaled_x = x_array / x_unit_scale
     options = {"form": form, "x_unit_scale": x_unit_scale, "irreducible": irreducible}
     if form == "var":

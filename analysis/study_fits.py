@@ -169,7 +169,9 @@ def _law_vs_size(trials, metric, n_bootstrap, seed, irreducible, budget) -> LawR
             )
             bootstrap = _with_prediction_point(bootstrap, at)
         extrapolation = None
-        if rows["params_total"].nunique() >= 3:
+        # The holdout refits without the largest size, which must leave a law with a degree of
+        # freedom (3 distinct sizes): 4 sizes at least.
+        if rows["params_total"].nunique() >= 4:
             extrapolation = extrapolation_check(fit_power_law, rows["params_total"], rows[metric], **options)
         return LawReport(metric, "N", fit, bootstrap, extrapolation, budget=budget, trial_keys=keys)
     except (AnalysisError, KeyError) as error:

@@ -56,8 +56,9 @@ def test_resampling_is_over_runs_not_rows():
 
 
 def test_failed_resamples_are_counted_not_hidden():
-    sizes = np.array([1e8, 1e8, 1e8, 2e8])  # many resamples hold a single distinct size
-    result = bootstrap_fit(fit_power_law, sizes, [3.0, 3.1, 2.9, 2.5], n_resamples=50, seed=0)
+    # many resamples hold fewer than the 3 distinct sizes a 2-parameter law needs
+    sizes = np.array([1e8, 1e8, 1e8, 2e8, 4e8])
+    result = bootstrap_fit(fit_power_law, sizes, [3.0, 3.1, 2.9, 2.5, 2.2], n_resamples=50, seed=0)
     assert 0 < result.n_failed < 50
     assert len(result.samples) == 50 - result.n_failed
 

@@ -51,11 +51,13 @@ def test_isoflop_flags_budgets_whose_minimum_is_off_the_grid():
     assert any("is extrapolated" in warning for warning in fit.warnings)
 
 
-def test_isoflop_needs_two_budgets_with_a_minimum():
+@pytest.mark.parametrize("budgets", [(1e20,), (1e19, 1e20)])
+def test_isoflop_needs_three_budgets_with_a_minimum(budgets):
+    """N_opt ~ C^a through two budgets' minima would be exact: no degree of freedom, no uncertainty."""
     runs = _isoflop_runs()
-    one_budget = runs[runs["C"] == 1e20]
-    with pytest.raises(FitError, match="at least 2 budgets"):
-        fit_isoflop(one_budget["N"], one_budget["C"], one_budget["loss"])
+    few = runs[runs["C"].isin(budgets)]
+    with pytest.raises(FitError, match="at least 3 budgets"):
+        fit_isoflop(few["N"], few["C"], few["loss"])
 
 
 def _curves(sizes=(1e7, 3e7, 1e8, 3e8, 1e9)):

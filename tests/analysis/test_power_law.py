@@ -81,3 +81,19 @@ def test_unknown_form_and_constant_x_are_errors():
 def test_a_flat_metric_is_a_clear_error_not_an_infinite_beta():
     with pytest.raises(FitError, match="no power-law trend"):
         fit_power_law([1e7, 1e8, 1e9], [0.9, 0.9 * (1 + 1e-15), 0.9])
+
+
+NO_FREEDOM = [("var", [1e8, 2e8]), ("var", [1e8, 1e8, 2e8]), ("offset", [1e8, 2e8, 4e8])]
+
+
+@pytest.mark.parametrize(("form", "sizes"), NO_FREEDOM)
+def test_a_fit_without_a_degree_of_freedom_is_refused(form, sizes):
+    """Through every point, a law shows r = +-1 and no uncertainty as if it were certain."""
+    loss = 3.0 * (np.asarray(sizes) / 1e8) ** -0.2
+    with pytest.raises(FitError, match="no degree of freedom"):
+        fit_power_law(sizes, loss, form=form)
+
+
+def test_three_distinct_sizes_fit_the_var_form():
+    fit = fit_power_law([1e8, 2e8, 4e8], [3.0, 2.7, 2.5])
+    assert fit.n_points == 3 and -1 < fit.r < 0
