@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from fake_trial import SlowTrial, fake_tokenizer_stage
 from mlflow.tracking import MlflowClient
@@ -38,27 +39,34 @@ def checkpointed_step(path: Path) -> int:
         return 0
 
 
+def hosting_node(nodes: list, pid: int):
+    """The node (of `nodes`) whose raylet started the worker `pid`."""
+    ancestors = {parent.pid for parent in psutil.Process(pid).parents()}
+    return next(node for node in nodes if node.all_processes["raylet"][0].process.pid in ancestors)
+
+
 @pytest.mark.slow
 def test_a_trial_on_a_lost_node_resumes_on_another_in_its_run_and_the_study_runs_each_trial_once(ray_cluster, tmp_path):
-    # Only the added nodes offer `lost_node_test`: the depth-1 trial starts on the first and,
-    # once that node is gone, can only resume on the second; the depth-2 trial runs elsewhere.
-    first = ray_cluster.add_node(num_cpus=1, resources={"lost_node_test": 1})
-    added = [first]
+    # Only the two added nodes offer `lost_node_test`: the depth-1 trial starts on one of them
+    # and, once that node is gone, can only resume on the other; the depth-2 trial runs anywhere.
+    # (Nodes are added here, in the main thread: Ray's Node registers signal handlers.)
+    added = [ray_cluster.add_node(num_cpus=1, resources={"lost_node_test": 1}) for _ in range(2)]
     spec = load_study(
         TINY, [f"storage={tmp_path}", "budgets.values=[1600]", "resources.custom={lost_node_test: {1: 1, 2: 0}}"]
     )
-    checkpoint = Path(spec.storage, "trials", "d1-b1600-s0", "checkpoint.json")
+    trial_folder = Path(spec.storage, "trials", "d1-b1600-s0")
+    checkpoint = trial_folder / "checkpoint.json"
     removed_at, spares = [], []
 
-    def lose_the_first_node():
+    def lose_the_trials_node():
         wait_for(lambda: checkpointed_step(checkpoint) >= 3)
-        spares.append(ray_cluster.add_node(num_cpus=1, resources={"lost_node_test": 1}))
-        added.append(spares[0])
+        host = hosting_node(added, int((trial_folder / "pid").read_text()))
+        spares.extend(node for node in added if node is not host)
         removed_at.append(checkpointed_step(checkpoint))
-        ray_cluster.remove_node(first, allow_graceful=False)
-        added.remove(first)
+        ray_cluster.remove_node(host, allow_graceful=False)
+        added.remove(host)
 
-    watcher = threading.Thread(target=lose_the_first_node)
+    watcher = threading.Thread(target=lose_the_trials_node)
     watcher.start()
     try:
         with open(os.devnull, "w") as stream:

@@ -17,7 +17,7 @@ import ray
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis.mlflow_schema import RESUMED_STEP_TAG, STATUS_TAG, TRIAL_CONFIG_FILE
+from analysis.mlflow_schema import CHECKPOINT_STEP_TAG, RESUMED_STEP_TAG, STATUS_TAG, TRIAL_CONFIG_FILE
 from orchestration.execution.multi_node import NODE_GROUP_FILE, _bundle_resources, _rendezvous, execute_multi_node
 from orchestration.execution.ray_runtime import NodeGroup, node_group
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
@@ -134,11 +134,15 @@ def test_a_group_that_loses_a_node_restarts_whole_from_its_checkpoint_on_free_no
         spec, _, request = two_node_trial(tmp_path, budget=8 * 400, checkpoint_every=20)
         group = NodeGroup(2, {"CPU": 1.0, "group_gpu": 1.0}, accelerator="group_gpu")
         record = Path(request.output_dir, NODE_GROUP_FILE)
-        checkpoint = Path(request.output_dir, CHECKPOINT_FILE)
         lost = []
 
+        client = MlflowClient(spec.tracking_uri)
+
+        def checkpointed():
+            return int(client.get_run(request.run_id).data.tags.get(CHECKPOINT_STEP_TAG, "0"))
+
         def lose_a_node_of_the_group():
-            wait_for(lambda: checkpoint.exists())
+            wait_for(lambda: checkpointed() >= 20)  # rank 0's tag, set once the checkpoint is written
             placed = json.loads(record.read_text())["attempts"][0]["node_ids"]
             victim = next(node for node in added if node.node_id == placed[1])  # not the rendezvous node
             lost.append(victim.node_id)
