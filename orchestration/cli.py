@@ -117,7 +117,10 @@ def _demo(args) -> int:
     print(f"\nfits, figures and tables: {os.path.join(spec.storage, 'fits')}")
     print("next:")
     print(f"  {varscale} status {args.study}{overrides}      # per-trial state and metrics")
-    print(f"  {varscale} ui {args.study}{overrides}          # MLflow UI on http://127.0.0.1:5000")
+    from orchestration.commands.ui import runs_view_address
+
+    runs_view = runs_view_address(spec.tracking_uri, spec.name)
+    print(f"  {varscale} ui {args.study}{overrides}          # then open {runs_view}")
     print(
         f"  VARSCALE_STUDY={spec.name} MLFLOW_TRACKING_URI='{redact_uri(spec.tracking_uri)}' "
         f"{jupyter} lab notebooks/scaling_curves.ipynb   # the analysis notebook"

@@ -27,6 +27,7 @@ LAZY_IMPORTS = {
     ("orchestration/cli.py", "_launch"): "Ray and MLflow load only for the commands that use them",
     ("orchestration/cli.py", "_status"): "MLflow loads only for the commands that use it",
     ("orchestration/cli.py", "_ui"): "MLflow loads only for the commands that use it",
+    ("orchestration/cli.py", "_demo"): "MLflow loads only for the commands that use it",
     ("orchestration/commands/fit.py", "parse_irreducible"): "pandas and scipy load when `varscale fit` runs, "
     "not at every `varscale` start",
     ("orchestration/commands/fit.py", "fit_study"): "the fits, figures and MLflow load when `varscale fit` "
