@@ -69,6 +69,9 @@ def _dry_run(args) -> int:
 
 
 def _launch(args) -> int:
+    from orchestration.execution.loopback import bind_local_ray_to_loopback
+
+    bind_local_ray_to_loopback(args.address)  # before Ray is imported (by the launcher)
     from orchestration.execution.launcher import launch
 
     if args.max_concurrent is not None and args.max_concurrent < 1:

@@ -165,7 +165,7 @@ def _launch_locked(
         result.ray_start_seconds = start_ray(address=address, dashboard=dashboard)
         if started_ray:
             stream.write(f"Ray started in {result.ray_start_seconds:.1f} s\n")
-        check_resources(todo, node_resources(), getattr(spec.resources, "gpus_per_node", None))
+        check_resources(todo, node_resources(), spec.resources.gpus_per_node)
         stage = build_token_cache(spec, tracker, tokenizer_function, stream)
         result.token_cache = stage["cache_path"]
         cache = cache_identity(stage)
@@ -209,6 +209,7 @@ def _launch_locked(
                     threads=trial.threads,
                     trial_config=config,
                     gpus=trial.gpus,
+                    gpus_per_node=trial.gpus_per_node,
                 )
                 ref = remote.options(**_task_options(trial, spec.resources.max_retries)).remote(request, trial_function)
                 refs[ref] = trial

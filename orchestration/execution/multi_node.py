@@ -57,7 +57,7 @@ def execute_gpu_trial(request: TrialRequest) -> dict:
     if held >= request.gpus:
         return execute_data_parallel(request)
     request_per_trial = {"CPU": float(request.threads), "GPU": float(request.gpus)}
-    group = node_group(request_per_trial, node_resources(), getattr(request, "gpus_per_node", None), key=request.key)
+    group = node_group(request_per_trial, node_resources(), request.gpus_per_node, key=request.key)
     return execute_multi_node(request, group)
 
 
@@ -213,9 +213,7 @@ def _write_attempts(output_dir: str, attempts: list[Attempt]) -> None:
 
 def trial_spans_nodes(trial) -> bool:
     """Whether a trial (a study.trials.TrialSpec) runs over several nodes: the study's plan says
-    so where it has a `nodes` field, else its GPUs against the cluster's gpus_per_node."""
-    planned = getattr(trial, "nodes", None)
-    if planned is not None:
-        return planned > 1
-    gpus_per_node = getattr(trial, "gpus_per_node", None)
-    return node_group(trial_request(trial), node_resources(), gpus_per_node, key=trial.key).spans_nodes
+    so when it knows resources.gpus_per_node (`nodes`), else its GPUs against the cluster's."""
+    if trial.nodes is not None:
+        return trial.nodes > 1
+    return node_group(trial_request(trial), node_resources(), trial.gpus_per_node, key=trial.key).spans_nodes

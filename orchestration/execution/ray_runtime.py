@@ -213,7 +213,7 @@ def check_resources(trials: list[TrialSpec], nodes: list[dict[str, float]], gpus
             problems.append(f"{trial.key} needs {gpus:g} GPUs; the whole cluster has {total_gpus:g}")
             continue
         try:
-            group = node_group(request, nodes, getattr(trial, "gpus_per_node", None) or gpus_per_node, key=trial.key)
+            group = node_group(request, nodes, trial.gpus_per_node or gpus_per_node, key=trial.key)
         except ResourceError as error:
             problems.append(str(error))
             continue

@@ -37,6 +37,8 @@ class TrialRequest:
     threads: int
     trial_config: Any  # var_model.training.TrialConfig
     gpus: float = 0.0
+    # resources.gpus_per_node (None: the cluster's largest node), for a trial that spans nodes
+    gpus_per_node: int | None = None
 
 
 def execute_trial(request: TrialRequest, trial_function: Callable | None = None) -> dict:

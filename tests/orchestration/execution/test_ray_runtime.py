@@ -3,7 +3,9 @@ seconds, the dashboard's missing packages are named before Ray starts, and GPU r
 checked against the nodes, per node and for the whole cluster."""
 
 import importlib.util
+import ipaddress
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -168,7 +170,10 @@ def test_dashboard_starts_when_its_packages_are_installed():
 
 # What a local launch's Ray listens on, from a fresh process (psutil over its process tree).
 LISTENERS_SCRIPT = """
-import json, psutil, ray
+import json, psutil
+from orchestration.execution.loopback import bind_local_ray_to_loopback
+bind_local_ray_to_loopback(None)  # what `varscale launch` does before it imports Ray
+import ray
 from orchestration.execution.ray_runtime import start_ray
 start_ray(num_cpus=1)
 ray.get(ray.remote(lambda: 0).remote())  # a worker too
@@ -183,15 +188,27 @@ ray.shutdown()
 """
 
 
+def _is_loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1, as gRPC binds it
+    return (mapped or address).is_loopback
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Ray 2.60 binds its GCS, raylet and workers to every interface unless the node IP is 127.0.0.1, "
-    "and ray.init turns _node_ip_address='127.0.0.1' back into the routable address (docs/CLUSTER.md)",
-)
 def test_a_local_ray_listens_on_loopback_only():
     started = subprocess.run([sys.executable, "-c", LISTENERS_SCRIPT], capture_output=True, text=True, timeout=300)
     assert started.returncode == 0, started.stderr[-2000:]
     listening = json.loads(started.stdout.strip().splitlines()[-1])
-    exposed = [entry for entry in listening if not entry[0].startswith("127.") and entry[0] != "::1"]
+    exposed = [entry for entry in listening if not _is_loopback(entry[0])]
     assert listening and not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_loopback_only_for_a_local_ray(monkeypatch):
+    from orchestration.execution.loopback import SINGLE_MACHINE_SWITCH, bind_local_ray_to_loopback
+
+    monkeypatch.delenv(SINGLE_MACHINE_SWITCH, raising=False)
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
+    assert not bind_local_ray_to_loopback(None) and SINGLE_MACHINE_SWITCH not in os.environ
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert not bind_local_ray_to_loopback("10.0.0.5:6379") and SINGLE_MACHINE_SWITCH not in os.environ
+    assert bind_local_ray_to_loopback(None) and os.environ[SINGLE_MACHINE_SWITCH] == "0"
