@@ -33,13 +33,13 @@ from orchestration.execution.ray_runtime import NodeGroup, node_group, node_reso
 from orchestration.execution.torchrun import (
     Rendezvous,
     execute_data_parallel,
+    rank_zero_result,
     torchrun_command,
     with_parent_death_signal,
 )
 from orchestration.execution.trial_task import TrialRequest, execute_trial
 from var_model.errors import TrialError
 from var_model.files import atomic_write_json
-from var_model.training.result import TrialResult
 
 NODE_GROUP_FILE = "node_group.json"
 GROUP_RESTARTS = 2  # after lost nodes; a rank's own error is never retried
@@ -94,10 +94,7 @@ def _run_group(request: TrialRequest, group: NodeGroup, restarts: int, placement
                 raise TrialError(f"trial {request.key} over {group.nodes} nodes failed: {attempt.message}")
         else:
             raise TrialError(f"trial {request.key} lost a node in each of its {len(attempts)} attempts; relaunch")
-        result = TrialResult.load(config.output_dir)
-        if result is None:
-            raise TrialError(f"trial {request.key} over {group.nodes} nodes finished without writing result.json")
-        return result
+        return rank_zero_result(config.output_dir, f"trial {request.key} over {group.nodes} nodes")
 
     return run
 

@@ -103,12 +103,17 @@ def _run_ranks(request: TrialRequest):
         completed = subprocess.run(with_parent_death_signal(torchrun_command(request, config_path)), env=environment)
         if completed.returncode != 0:
             raise TrialError(f"torchrun for {request.key} exited with status {completed.returncode}")
-        result = TrialResult.load(config.output_dir)
-        if result is None:
-            raise TrialError(f"torchrun for {request.key} finished without writing result.json")
-        return result
+        return rank_zero_result(config.output_dir, f"torchrun for {request.key}")
 
     return run
+
+
+def rank_zero_result(output_dir: str, what: str) -> TrialResult:
+    """The result rank 0 wrote: the ranks ran in other processes, so the file is the answer."""
+    result = TrialResult.load(output_dir)
+    if result is None:
+        raise TrialError(f"{what} finished without writing result.json")
+    return result
 
 
 def execute_data_parallel(request: TrialRequest) -> dict:

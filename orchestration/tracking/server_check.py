@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlsplit
 
-from analysis.mlflow_schema import redact_uri
+from analysis.mlflow_schema import redact_text, redact_uri
 from var_model.errors import VarScaleError
 
 # MLflow's tracking server answers this path without authentication (`mlflow server`'s /health).
@@ -47,16 +47,6 @@ def check_tracking_server(tracking_uri: str, timeout_seconds: float = DEFAULT_TI
         if isinstance(reason, socket.timeout) or isinstance(error, TimeoutError):
             reason = f"no answer within {timeout_seconds:g} s"
         raise TrackingServerError(
-            f"cannot reach the MLflow tracking server at {shown} ({_without_credentials(reason, tracking_uri)}); "
+            f"cannot reach the MLflow tracking server at {shown} ({redact_text(str(reason), tracking_uri)}); "
             "start it, or fix tracking_uri (--set tracking_uri=...)"
         ) from None
-
-
-def _without_credentials(reason: object, tracking_uri: str) -> str:
-    """The reason's text, never carrying the URI's user or password."""
-    text = str(reason)
-    parts = urlsplit(tracking_uri)
-    for secret in (parts.password, parts.username):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
