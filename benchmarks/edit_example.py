@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 
 from orchestration.cli import main as varscale
 from var_model.data.synthetic import generate_synthetic_images
-from var_model.edit_command import load_trained_var
 from var_model.editing import read_image, to_uint8_row
 from var_model.errors import DataError
+from var_model.training.command import load_trained_var
 
 TOKENIZER_YAML = "var_model/training/examples/tiny_tokenizer.yaml"
 TRIAL_YAML = "var_model/training/examples/tiny_trial.yaml"

@@ -20,13 +20,9 @@ import numpy as np
 import torch
 
 from var_model.editing import edit_image, read_image, read_mask, resolve_label, to_uint8_row
-from var_model.errors import CheckpointError
 from var_model.files import atomic_write
-from var_model.tokenizer.cache import TokenCache
-from var_model.training.checkpoint import load_checkpoint
-from var_model.training.config import TrialConfig
+from var_model.training.command import load_trained_var
 from var_model.training.sampling import save_png
-from var_model.var import VAR
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,18 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--save-tokens", help="also write the edited token maps (.npz: edit_scale_K (samples, l), kept_scale_K (l,))"
     )
     edit.set_defaults(handler=edit_command)
-
-
-def load_trained_var(checkpoint: str, token_cache: str | None = None) -> tuple[VAR, TokenCache, TrialConfig]:
-    """A trial's VAR in eval mode on the CPU, with the tokenizer of the token cache it was trained on."""
-    state = load_checkpoint(checkpoint)
-    config = TrialConfig.from_dict(state["trial_config"])
-    cache = TokenCache.open(token_cache or config.token_cache, verify=False)
-    if cache.key != state.get("cache_key"):
-        raise CheckpointError(f"token cache {cache.path} is not the one {checkpoint} was trained on")
-    var = VAR(config.var_config(cache.tokenizer_config, cache.num_classes), vqvae=cache.load_tokenizer("cpu"))
-    var.load_state_dict(state["model"])
-    return var.eval(), cache, config
 
 
 def edit_command(args: argparse.Namespace) -> int:

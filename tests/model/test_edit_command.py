@@ -22,9 +22,9 @@ from orchestration.cli import main
 from var_model.config import VQVAEConfig
 from var_model.data import DataConfig
 from var_model.data.synthetic import generate_synthetic_images
-from var_model.edit_command import load_trained_var
 from var_model.tokenizer import TokenizerStageConfig, TokenizerTrainingConfig, run_tokenizer_stage
 from var_model.training import TrialConfig
+from var_model.training.command import load_trained_var
 from var_model.training.trainer import run_trial
 
 DATA = DataConfig(kind="synthetic", resolution=32, num_classes=4, train_images=96, test_images=16, seed=5)

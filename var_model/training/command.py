@@ -134,16 +134,21 @@ def tokenizer_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample_command(args: argparse.Namespace) -> int:
-    state = load_checkpoint(args.checkpoint)
+def load_trained_var(checkpoint: str, token_cache: str | None = None) -> tuple[VAR, TokenCache, TrialConfig]:
+    """A trial's VAR in eval mode on the CPU, with the tokenizer of the token cache it was trained
+    on (`varscale sample` and `varscale edit`)."""
+    state = load_checkpoint(checkpoint)
     config = TrialConfig.from_dict(state["trial_config"])
-    cache = TokenCache.open(args.token_cache or config.token_cache, verify=False)
+    cache = TokenCache.open(token_cache or config.token_cache, verify=False)
     if cache.key != state.get("cache_key"):
-        raise CheckpointError(f"token cache {cache.path} is not the one {args.checkpoint} was trained on")
-    vqvae = cache.load_tokenizer("cpu")
-    var = VAR(config.var_config(cache.tokenizer_config, cache.num_classes), vqvae=vqvae)
+        raise CheckpointError(f"token cache {cache.path} is not the one {checkpoint} was trained on")
+    var = VAR(config.var_config(cache.tokenizer_config, cache.num_classes), vqvae=cache.load_tokenizer("cpu"))
     var.load_state_dict(state["model"])
-    var.eval()
+    return var.eval(), cache, config
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    var, _, config = load_trained_var(args.checkpoint, args.token_cache)
     torch.set_num_threads(max(1, config.threads))
     grid = sample_grid(var, args.labels, args.per_label, args.cfg, args.top_k, args.top_p, args.seed)
     path = save_png(grid, Path(args.out))
