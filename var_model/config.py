@@ -30,6 +30,13 @@ def _require(condition: bool, field_name: str, value: Any, allowed: str) -> None
         raise ConfigError(f"{field_name}={value!r} is not allowed: {allowed}")
 
 
+def _validate_latent_space(codebook_size: Any, latent_channels: Any) -> None:
+    """The tokenizer's token space, which the VQVAE and the VAR must both declare the same way."""
+    _require(isinstance(codebook_size, int) and codebook_size >= 2, "codebook_size", codebook_size, "an integer >= 2")
+    positive = isinstance(latent_channels, int) and latent_channels >= 1
+    _require(positive, "latent_channels", latent_channels, "a positive integer")
+
+
 def _validate_patch_nums(patch_nums: Any) -> tuple[int, ...]:
     _require(
         isinstance(patch_nums, (tuple, list))
@@ -104,18 +111,7 @@ class VQVAEConfig:
             self.num_res_blocks,
             "an integer >= 1",
         )
-        _require(
-            isinstance(self.codebook_size, int) and self.codebook_size >= 2,
-            "codebook_size",
-            self.codebook_size,
-            "an integer >= 2",
-        )
-        _require(
-            isinstance(self.latent_channels, int) and self.latent_channels >= 1,
-            "latent_channels",
-            self.latent_channels,
-            "a positive integer",
-        )
+        _validate_latent_space(self.codebook_size, self.latent_channels)
         _require(
             isinstance(self.share_quant_resi, int) and self.share_quant_resi >= 0,
             "share_quant_resi",
@@ -242,18 +238,7 @@ class VARConfig:
             self.num_classes,
             "a positive integer",
         )
-        _require(
-            isinstance(self.codebook_size, int) and self.codebook_size >= 2,
-            "codebook_size",
-            self.codebook_size,
-            "an integer >= 2",
-        )
-        _require(
-            isinstance(self.latent_channels, int) and self.latent_channels >= 1,
-            "latent_channels",
-            self.latent_channels,
-            "a positive integer",
-        )
+        _validate_latent_space(self.codebook_size, self.latent_channels)
         _require(self.mlp_ratio > 0, "mlp_ratio", self.mlp_ratio, "a positive number")
         _require(0.0 <= self.drop_path_rate < 1.0, "drop_path_rate", self.drop_path_rate, "a number in [0, 1)")
         _require(0.0 <= self.class_dropout < 1.0, "class_dropout", self.class_dropout, "a number in [0, 1)")

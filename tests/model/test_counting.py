@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from var_model import VAR, VQVAE, VARConfig, VQVAEConfig, counting
 
+# docs/MODEL.md §2, shared with the dry-run test (tests/data/README.md)
 SPEC_TOTALS = {
-    6: 18_492_580,
-    8: 41_315_904,
-    10: 78_367_716,
-    12: 133_186_960,
-    16: 310_283_520,
-    20: 600_917_136,
-    24: 1_033_399_360,
-    30: 2_010_020_356,
+    int(depth): count
+    for depth, count in json.loads(
+        (Path(__file__).parents[1] / "data" / "var_paper_param_counts.json").read_text()
+    ).items()
+    if not depth.startswith("_")
 }
 
 

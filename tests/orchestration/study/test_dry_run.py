@@ -1,6 +1,7 @@
 """`varscale dry-run` on the paper's d6..d30 family prints the spec's parameter counts and
 the counted FLOPs, from configs alone (no 2B-parameter model is built)."""
 
+import json
 from pathlib import Path
 
 from orchestration.cli import main
@@ -13,14 +14,11 @@ STUDY = Path(__file__).parents[1] / "fixtures" / "var_scaling_d6_d30.yaml"
 
 # docs/MODEL.md §2: totals for 1000 classes, 256px, V=4096, Cvae=32.
 PAPER_PARAMS = {
-    6: 18_492_580,
-    8: 41_315_904,
-    10: 78_367_716,
-    12: 133_186_960,
-    16: 310_283_520,
-    20: 600_917_136,
-    24: 1_033_399_360,
-    30: 2_010_020_356,
+    int(depth): count
+    for depth, count in json.loads(
+        (Path(__file__).parents[2] / "data" / "var_paper_param_counts.json").read_text()
+    ).items()
+    if not depth.startswith("_")
 }
 
 
