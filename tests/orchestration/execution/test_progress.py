@@ -151,3 +151,78 @@ def test_when_trials_end_slower_than_the_slots_allow_the_recent_rate_sets_the_et
         progress.set(f"t{index}", "completed")
     assert progress._recent_seconds_per_end() == 3.0
     assert abs(progress.eta_seconds() - 6.0) < 1e-9
+
+
+def test_costliest_first_ends_on_busy_slots_do_not_inflate_the_eta(tmp_path):
+    # Two slots, always busy, the costliest trial first (the launch's order): a big trial holds one
+    # slot for 90 s while small ones (1 s each) pass through the other. Ends come at 1, 2, ... 29
+    # s and then 90 s, so the recent seconds per end are large; the 10 small trials left take the
+    # two free slots about 5 s, which is the ETA to give, not seconds per end x trials left.
+    big = ProgressTrial("big", 9e7, 100, "d4", str(tmp_path / "big"))
+    small = [ProgressTrial(f"small{index}", 1e6, 100, "d1", str(tmp_path / f"small{index}")) for index in range(40)]
+    clock = Clock(0.0)
+    progress = Progress("study", [big, *small], io.StringIO(), 2, clock)
+
+    def run(key: str, start: float, seconds: float) -> None:
+        clock.now = start
+        progress.set(key, "running")
+        write_progress(tmp_path / key, 10, 100, time=start)
+        progress.poll()
+        write_progress(tmp_path / key, 100, 100, time=start + 0.9 * seconds)
+        clock.now = start + seconds
+        progress.set(key, "completed")
+
+    progress.set("big", "running")
+    write_progress(tmp_path / "big", 10, 100, time=0.0)
+    progress.poll()
+    for index in range(29):
+        run(f"small{index}", float(index), 1.0)
+    write_progress(tmp_path / "big", 100, 100, time=81.0)
+    clock.now = 90.0
+    progress.set("big", "completed")
+    progress.set("small29", "running")
+    assert progress._recent_seconds_per_end() > 10.0  # (90 - 25) s over 4 ends
+    assert progress._recent_busy_fraction() < 0.9  # big ran alone from 29 s to 90 s: one idle slot
+    idle_eta = progress.eta_seconds()
+    assert idle_eta > 100.0  # slots stood idle: the rate of ends is the bound
+
+    # Both slots busy, costliest first, as in the demo: a big trial (100 s) on one slot, two
+    # medium ones (50 s, 30 s) and a third running on the other. Ends at 50, 80 and 100 s are 25 s
+    # apart; counting ends would say 25 s x 11 left = 275 s (the demo's jump to 6m43s). The 10
+    # small trials (2 s each) take the two slots about 10 s after the running one.
+    trials = [
+        ProgressTrial("big", 100e6, 100, "d4", str(tmp_path / "b2")),
+        ProgressTrial("medium1", 50e6, 100, "d3", str(tmp_path / "m1")),
+        ProgressTrial("medium2", 30e6, 100, "d3", str(tmp_path / "m2")),
+        ProgressTrial("medium3", 30e6, 100, "d3", str(tmp_path / "m3")),
+        *[ProgressTrial(f"tiny{index}", 2e6, 100, "d1", str(tmp_path / f"t{index}")) for index in range(10)],
+    ]
+    clock = Clock(0.0)
+    progress = Progress("study", trials, io.StringIO(), 2, clock)
+    directories = {trial.key: Path(trial.directory) for trial in trials}
+
+    def start(key: str, at: float) -> None:
+        clock.now = at
+        progress.set(key, "running")
+        write_progress(directories[key], 0, 100, time=at)
+        progress.poll()
+
+    def finish(key: str, at: float) -> None:
+        write_progress(directories[key], 100, 100, time=at)
+        clock.now = at
+        progress.poll()
+        progress.set(key, "completed")
+
+    start("big", 0.0)
+    start("medium1", 0.0)
+    finish("medium1", 50.0)
+    start("medium2", 50.0)
+    finish("medium2", 80.0)
+    start("medium3", 80.0)
+    write_progress(directories["medium3"], 50, 100, time=95.0)  # half way, 0.3 s per step
+    progress.poll()
+    finish("big", 100.0)
+    assert progress._recent_seconds_per_end() == 25.0
+    assert progress._recent_busy_fraction() > 0.9
+    eta = progress.eta_seconds()
+    assert eta is not None and eta < 30.0, eta  # about 10 s left of medium3, then 10 x 2 s on 2 slots
