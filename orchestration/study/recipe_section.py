@@ -19,7 +19,7 @@ from orchestration.study.fields import (
 )
 from orchestration.study.section import TRIAL_DEFAULTS, Section
 from var_model.memory.execution import AUTO
-from var_model.training.config import ACTIVATION_CHECKPOINTING, ATTENTION_CHOICES, SHARDINGS
+from var_model.training.config_choices import ACTIVATION_CHECKPOINTING, ATTENTION_CHOICES, SHARDINGS
 from var_model.training.schedules import DECAY_SHAPES, SCHEDULES
 
 

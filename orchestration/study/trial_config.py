@@ -18,7 +18,8 @@ from orchestration.study.execution_plan import trial_device
 from orchestration.study.spec import StudySpec
 from orchestration.study.trials import TrialSpec, expand
 from var_model.errors import ConfigError
-from var_model.training.config import SHA256_HEX_DIGITS, TrialConfig
+from var_model.training.config import TrialConfig
+from var_model.training.config_choices import SHA256_HEX_DIGITS
 from var_model.training.forks import Fork, fork_file
 
 TRIALS_FOLDER = "trials"

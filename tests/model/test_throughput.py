@@ -17,7 +17,7 @@ from var_model.throughput import (
     save_record,
     throughput_precision,
 )
-from var_model.training.config import PRECISIONS
+from var_model.training.config_choices import PRECISIONS
 
 DEVICE = "NVIDIA H200"
 

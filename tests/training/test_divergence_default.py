@@ -13,7 +13,7 @@ from var_model.errors import ConfigError
 from var_model.tokenizer import TokenCache
 from var_model.tokenizer.baseline import BASELINES_FILE, stored_unigram_baselines, unigram_baselines
 from var_model.training import TrialConfig, run_trial, unigram_reference
-from var_model.training.config import DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS
+from var_model.training.config_choices import DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS
 from var_model.training.result import ABOVE_BASELINE_METRIC, UNIGRAM_BASELINE_METRIC
 
 

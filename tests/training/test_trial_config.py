@@ -2,7 +2,7 @@ import pytest
 
 from var_model.errors import ConfigError
 from var_model.training import TrialConfig
-from var_model.training.trainer import RESUME_FREE_FIELDS
+from var_model.training.config_comparison import RESUME_FREE_FIELDS
 
 
 def test_yaml_round_trip_keeps_every_field(tmp_path):

@@ -19,6 +19,9 @@ A trial has one of three roles (`TrialConfig.role`, see training/forks.py for th
   the independent wsd run of its budget bit for bit.
 Trunks and branches need schedule wsd, a decay_fraction in (0, 1), and a warm-up fixed in
 steps (`warmup_steps`), so that every budget of a trunk shares its warm-up.
+
+Beside it: the allowed values in config_choices.py, the checks `__post_init__` runs in
+config_checks.py, and the fields a resume or a branch may change in config_comparison.py.
 """
 
 from __future__ import annotations
@@ -31,63 +34,10 @@ from typing import Any
 
 import yaml
 
-from var_model.attention import ATTENTION_KERNELS
 from var_model.config import VARConfig
 from var_model.errors import ConfigError
-from var_model.training.budget import BUDGET_KINDS
-from var_model.training.schedules import DECAY_SHAPES, SCHEDULES
-
-FROM_TOKEN_CACHE = ("codebook_size", "latent_channels", "patch_nums", "num_classes")
-PRECISIONS = ("bf16", "fp16", "fp32")
-# Execution choices: where and how fast a trial runs, never what it computes ("auto" is
-# resolved against the device at build time, see training/setup.py).
-ACTIVATION_CHECKPOINTING = ("none", "blocks")
-SHARDINGS = ("ddp", "fsdp")
-ATTENTION_CHOICES = ("auto", *ATTENTION_KERNELS)
-TRIAL_ROLES = ("independent", "trunk", "branch")
-# The default divergence bound, as a multiple of ln(codebook size). A uniform guess over the V
-# codes costs ln V nats per token, and a freshly initialised VAR starts there; learning only
-# brings the loss down. A train-loss window averaging 2 ln V means the right token got, on
-# average, a probability below 1/V^2: confidently wrong, which only an unstable update does
-# (a probe's lr-1000 trials sat at ~180x ln V and were reported completed). Twice, not just
-# ln V: a healthy run's first window and its loss spikes may pass ln V for a moment.
-DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS = 2.0
-# Fields that may differ between a checkpoint's config and the resuming one: they change
-# where and how fast a trial runs, never what it computes. divergence_loss is a stop rule, not
-# part of the update (a run below both limits computes the same), and trials written while its
-# default was inf must still resume and count as finished.
-RESUME_FREE_FIELDS = (
-    "divergence_loss",
-    "token_cache",
-    "output_dir",
-    "device",
-    "threads",
-    "eval_batch_size",
-    "checkpoint_every",
-    "sample_grid",
-    "samples_per_class",
-    "sample_cfg",
-    "sample_top_k",
-    "sample_top_p",
-    "micro_batch_size",
-    "activation_checkpointing",
-    "sharding",
-    "compile",
-    "attention",
-)
-# Fields in which a branch may differ from the trunk that wrote its fork (besides the
-# resume-free ones): its budget, its fork, and the shape of its cooldown, none of which the
-# trunk's steps depend on (so one trunk can serve linear and sqrt cooldowns alike).
-BRANCH_FREE_FIELDS = (
-    "budget_value",
-    "fork_budgets",
-    "fork_path",
-    "fork_sha256",
-    "fork_step",
-    "decay_shape",
-    "final_lr_fraction",
-)
-SHA256_HEX_DIGITS = 64
+from var_model.training.config_checks import check_trial_config
+from var_model.training.config_choices import DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS
 
 
 @dataclass(frozen=True)
@@ -95,7 +45,7 @@ class TrialConfig:
     """One trial. Fields (defaults in brackets):
 
     token_cache, output_dir: paths (required).
-    model [{"depth": 2}]: VARConfig fields, minus those in FROM_TOKEN_CACHE.
+    model [{"depth": 2}]: VARConfig fields, minus those in FROM_TOKEN_CACHE (config_choices.py).
     budget_kind ["images"], budget_value [10000]: the compute budget C.
     batch_size [64]: global batch (split over ranks under torchrun).
     base_lr [1e-4]: lr = base_lr * batch_size / 256 (the paper's tblr).
@@ -183,145 +133,9 @@ class TrialConfig:
     attention: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("token_cache", "output_dir"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise ConfigError(f"{name} is {value!r}; it must be a non-empty path string")
-        if not isinstance(self.model, dict):
-            raise ConfigError(f"model is {self.model!r}; it must be a mapping of VARConfig fields")
-        known = {item.name for item in dataclasses.fields(VARConfig)} - set(FROM_TOKEN_CACHE)
-        fixed = sorted(set(self.model) & set(FROM_TOKEN_CACHE))
-        if fixed:
-            raise ConfigError(f"model sets {fixed}, which come from the token cache; remove them")
-        unknown = sorted(set(self.model) - known)
-        if unknown:
-            raise ConfigError(f"unknown model keys {unknown}; allowed: {sorted(known)}")
-        if "depth" not in self.model:
-            raise ConfigError("model.depth is required (it sets the VAR's size)")
-        if self.budget_kind not in BUDGET_KINDS:
-            raise ConfigError(f"budget_kind is {self.budget_kind!r}; allowed: {', '.join(BUDGET_KINDS)}")
-        _positive(self, "budget_value", self.budget_value)
-        _positive(self, "base_lr", self.base_lr)
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule is {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
-        for name in (
-            "warmup_fraction",
-            "warmup_start_factor",
-            "final_lr_fraction",
-            "flat_fraction",
-            "decay_fraction",
-            "sample_top_p",
-        ):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                raise ConfigError(f"{name} is {value!r}; allowed range [0, 1]")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
-                raise ConfigError(f"{name} is {value!r}; allowed range [0, 1)")
-        for name in ("weight_decay", "grad_clip", "sample_cfg"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} is {value!r}; it must be a finite number >= 0")
-        for name in ("batch_size", "log_every", "eval_batch_size", "samples_per_class"):
-            _integer(self, name, minimum=1)
-        for name in ("seed", "eval_every", "checkpoint_every", "threads", "sample_top_k"):
-            _integer(self, name, minimum=0)
-        if self.eval_images is not None:
-            _integer(self, "eval_images", minimum=1)
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision is {self.precision!r}; allowed: {', '.join(PRECISIONS)}")
-        if self.divergence_loss is not None and not (
-            isinstance(self.divergence_loss, (int, float))
-            and not isinstance(self.divergence_loss, bool)
-            and self.divergence_loss > 0
-        ):
-            raise ConfigError(
-                f"divergence_loss is {self.divergence_loss!r}; it must be > 0 (inf = off, null = "
-                f"{DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS:g} x ln(codebook size))"
-            )
-        if not isinstance(self.sample_grid, bool):
-            raise ConfigError(f"sample_grid is {self.sample_grid!r}; use true or false")
-        if not isinstance(self.device, str) or not (
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")
-        ):
-            raise ConfigError(f"device is {self.device!r}; allowed: auto, cpu, cuda, cuda:N")
-        self._check_execution_choices()
-        self._check_role()
-
-    def _check_role(self) -> None:
-        if self.decay_shape not in DECAY_SHAPES:
-            raise ConfigError(f"decay_shape is {self.decay_shape!r}; allowed: {', '.join(DECAY_SHAPES)}")
-        if self.warmup_steps is not None:
-            _integer(self, "warmup_steps", minimum=0)
-        if not isinstance(self.fork_budgets, (list, tuple)):
-            raise ConfigError(f"fork_budgets is {self.fork_budgets!r}; it must be a list of budget values")
-        for value in self.fork_budgets:
-            _positive(self, "fork_budgets", value)
-        # frozen: normalise a YAML list to the tuple the field holds (equality and hashing need one form)
-        object.__setattr__(self, "fork_budgets", tuple(float(value) for value in self.fork_budgets))
-        if len(set(self.fork_budgets)) != len(self.fork_budgets):
-            raise ConfigError(f"fork_budgets {list(self.fork_budgets)} repeats a budget; list each once")
-        branch_fields = {"fork_path": self.fork_path, "fork_sha256": self.fork_sha256, "fork_step": self.fork_step}
-        given = sorted(name for name, value in branch_fields.items() if value is not None)
-        if given and len(given) < len(branch_fields):
-            raise ConfigError(
-                f"a branch sets {given} but not {sorted(set(branch_fields) - set(given))}; "
-                "a branch names its fork by path, sha256 and step (all three)"
-            )
-        if self.role == "independent":
-            return
-        if given and self.fork_budgets:
-            raise ConfigError(
-                "a trial sets both fork_budgets (a trunk) and fork_path (a branch); it is one or the other"
-            )
-        if self.schedule != "wsd":
-            raise ConfigError(
-                f"schedule is {self.schedule!r}; a {self.role} needs schedule wsd (cooldown branches "
-                "fork the stable phase)"
-            )
-        if not 0.0 < self.decay_fraction < 1.0:
-            raise ConfigError(f"decay_fraction is {self.decay_fraction!r}; a {self.role} needs it in (0, 1)")
-        if self.warmup_steps is None:
-            raise ConfigError(
-                f"warmup_steps is None; a {self.role} needs a warm-up fixed in steps, the same for "
-                "every budget of its trunk (e.g. the smallest budget's warmup_fraction of its steps)"
-            )
-        if self.role == "trunk" and self.budget_value != max(self.fork_budgets):
-            raise ConfigError(
-                f"budget_value is {self.budget_value!r}, but a trunk's budget_value is the largest of "
-                f"its fork_budgets ({max(self.fork_budgets):g}); set it to that"
-            )
-        if self.role == "branch":
-            if not isinstance(self.fork_path, str) or not self.fork_path:
-                raise ConfigError(f"fork_path is {self.fork_path!r}; it must be the path of a fork checkpoint")
-            digest = self.fork_sha256
-            if not (
-                isinstance(digest, str)
-                and len(digest) == SHA256_HEX_DIGITS
-                and all(character in "0123456789abcdef" for character in digest)
-            ):
-                raise ConfigError(f"fork_sha256 is {digest!r}; it must be the fork's sha256 as 64 lowercase hex digits")
-            _integer(self, "fork_step", minimum=1)
-
-    def _check_execution_choices(self) -> None:
-        if self.micro_batch_size is not None:
-            _integer(self, "micro_batch_size", minimum=1)
-            if self.batch_size % self.micro_batch_size:
-                raise ConfigError(
-                    f"micro_batch_size {self.micro_batch_size} does not divide batch_size {self.batch_size}; "
-                    "use a divisor of batch_size / world size, or null for no accumulation"
-                )
-        for name, allowed in (
-            ("activation_checkpointing", ACTIVATION_CHECKPOINTING),
-            ("sharding", SHARDINGS),
-            ("attention", ATTENTION_CHOICES),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"{name} is {value!r}; allowed: {', '.join(allowed)}")
-        if not (isinstance(self.compile, bool) or self.compile == "auto"):
-            raise ConfigError(f"compile is {self.compile!r}; allowed: true, false, auto")
+        # the checks live in config_checks.py; frozen, so the normalised fork_budgets (a YAML
+        # list as the tuple the field holds) is set through object.__setattr__
+        object.__setattr__(self, "fork_budgets", check_trial_config(self))
 
     @property
     def role(self) -> str:
@@ -397,29 +211,3 @@ class TrialConfig:
 
     def replace(self, **changes: Any) -> "TrialConfig":
         return dataclasses.replace(self, **changes)
-
-
-def differing_fields(first: dict[str, Any], second: dict[str, Any], free: tuple[str, ...]) -> list[str]:
-    """The config fields (of two `to_dict()`s) whose values differ, ignoring those in `free`.
-    A field missing from one (a file written before the field existed) counts as its default."""
-    first, second = {**_DEFAULTS_AS_WRITTEN, **first}, {**_DEFAULTS_AS_WRITTEN, **second}
-    return sorted(key for key in set(first) | set(second) if key not in free and first.get(key) != second.get(key))
-
-
-# the defaults as `to_dict` writes them (a tuple as a list)
-_DEFAULTS_AS_WRITTEN = {
-    item.name: list(item.default) if isinstance(item.default, tuple) else item.default
-    for item in dataclasses.fields(TrialConfig)
-    if item.default is not dataclasses.MISSING
-}
-
-
-def _positive(config: TrialConfig, name: str, value: Any) -> None:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name} is {value!r}; it must be a positive finite number")
-
-
-def _integer(config: TrialConfig, name: str, minimum: int) -> None:
-    value = getattr(config, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} is {value!r}; it must be an integer >= {minimum}")

@@ -47,12 +47,8 @@ from var_model.errors import CheckpointError, ConfigError, TrialError
 from var_model.files import atomic_write_json, file_sha256
 from var_model.training.budget import StepCost, steps_for_budget
 from var_model.training.checkpoint import load_checkpoint, write_temporary_checkpoint
-from var_model.training.config import (
-    BRANCH_FREE_FIELDS,
-    RESUME_FREE_FIELDS,
-    TrialConfig,
-    differing_fields,
-)
+from var_model.training.config import TrialConfig
+from var_model.training.config_comparison import BRANCH_FREE_FIELDS, RESUME_FREE_FIELDS, differing_fields
 from var_model.training.schedules import fork_step, fork_steps
 
 FORKS_DIR = "forks"

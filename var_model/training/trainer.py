@@ -42,12 +42,9 @@ from var_model.training.checkpoint import (
     readable_checkpoint_on_every_rank,
     save_checkpoint,
 )
-from var_model.training.config import (
-    DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS,
-    RESUME_FREE_FIELDS,
-    TrialConfig,
-    differing_fields,
-)
+from var_model.training.config import TrialConfig
+from var_model.training.config_choices import DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS
+from var_model.training.config_comparison import RESUME_FREE_FIELDS, differing_fields
 from var_model.training.distributed import DistributedContext
 from var_model.training.evaluation import evaluate
 from var_model.training.optimizer import set_learning_rate

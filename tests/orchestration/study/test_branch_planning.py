@@ -21,7 +21,7 @@ from orchestration.study.dry_run import dry_run_rows, dry_run_table, strategy_co
 from orchestration.study.loading import load_study
 from orchestration.study.trial_config import build_trial_config, plan_study
 from var_model.errors import ConfigError
-from var_model.training.config import TRIAL_ROLES
+from var_model.training.config_choices import TRIAL_ROLES
 from var_model.training.forks import fork_file
 from var_model.training.schedules import fork_step
 

@@ -14,7 +14,7 @@ from var_model.attention import default_attention_kernel
 from var_model.errors import ConfigError
 from var_model.memory import choose_execution
 from var_model.throughput import ThroughputRecord, save_record
-from var_model.training.config import ATTENTION_CHOICES
+from var_model.training.config_choices import ATTENTION_CHOICES
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 PAPER_FAMILY = FIXTURES / "var_scaling_d6_d30.yaml"
