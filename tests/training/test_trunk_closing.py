@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from var_model.training import run_trial
+from var_model.training.closing import SAMPLES_FILE
 from var_model.training.forks import branch_config, read_forks, trunk_config
-from var_model.training.trainer import SAMPLES_FILE
 
 # batch 16: budgets of 4 and 6 steps fork at steps 3 and 5 (decay_fraction 0.2)
 SHORT, LONG = 16 * 4, 16 * 6

@@ -12,7 +12,8 @@ At log points: train metrics; at evaluation points and at the end: test metrics;
 an atomic checkpoint. A NaN/inf (or too large: TrialConfig.divergence_limit, by default
 2 ln V) train loss ends the trial with status "diverged": a result, not an exception, so a
 study keeps going. A completed trial whose final test loss is above its cache's unigram
-baseline is flagged (training/result.py), so that fits leave it out.
+baseline is flagged (training/result.py), so that fits leave it out. The measurements at those
+points are in training/measurements.py, the two endings in training/closing.py.
 
 Cooldown branches (training/forks.py has the contract): a trunk writes a fork checkpoint
 right after each fork step and stops at its last; a branch's fresh start is its fork's state
@@ -24,12 +25,10 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from var_model.errors import CheckpointError, TrialError
-from var_model.evaluation import EvaluationConfig, SampleEvaluator
 from var_model.tokenizer.baseline import stored_unigram_baselines
 from var_model.tokenizer.cache import TokenCache
 from var_model.training.branches import ForkWriter, start_from_fork
@@ -42,15 +41,13 @@ from var_model.training.checkpoint import (
     readable_checkpoint_on_every_rank,
     save_checkpoint,
 )
+from var_model.training.closing import SAMPLES_FILE, finish_completed, finish_diverged
 from var_model.training.config import TrialConfig
-from var_model.training.config_choices import DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS
 from var_model.training.config_comparison import RESUME_FREE_FIELDS, differing_fields
 from var_model.training.distributed import DistributedContext
-from var_model.training.evaluation import evaluate
+from var_model.training.measurements import evaluate_on_test_rows, sample_evaluator, sample_metrics, window_means
 from var_model.training.optimizer import set_learning_rate
-from var_model.training.parallel import gathered_weights
-from var_model.training.result import RESULT_FILE, TrialResult, with_baseline_flag
-from var_model.training.sampling import sample_grid, save_png
+from var_model.training.result import RESULT_FILE, TrialResult
 from var_model.training.setup import TrialParts, build_trial
 from var_model.training.state import (
     Window,
@@ -62,7 +59,6 @@ from var_model.training.state import (
 from var_model.training.step import train_step
 
 METRICS_FILE = "metrics.jsonl"
-SAMPLES_FILE = "samples.png"
 
 
 def run_trial(
@@ -104,7 +100,7 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
 
     parts = build_trial(config, context)
     # before any training: a missing feature network or weights file fails now, not at the end
-    evaluator = _sample_evaluator(config, parts, context)
+    evaluator = sample_evaluator(config, parts, context)
     callbacks = CallbackList([JsonlCallback(output_dir / METRICS_FILE), callback] if context.is_main else [])
     window = new_window(context.device)
     start_step = resumed_step = 0
@@ -132,10 +128,10 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
     if start_step == parts.steps:
         # the final checkpoint was written but the process died before result.json: the
         # weights are final, only the closing evaluation is repeated
-        metrics = _evaluate(parts, test_indices, test_labels, config, context)
-        metrics.update(_sample_metrics(parts, evaluator, context, final=True))
+        metrics = evaluate_on_test_rows(parts, test_indices, test_labels, config, context)
+        metrics.update(sample_metrics(parts, evaluator, context, final=True))
         metrics.update(parts.cost.counters(start_step))
-        return _completed(parts, config, context, callbacks, start_step, metrics, last_checkpoint)
+        return finish_completed(parts, config, context, callbacks, start_step, metrics, last_checkpoint)
     for step in range(start_step + 1, parts.steps + 1):
         lr = parts.schedule.lr(step - 1)
         set_learning_rate(parts.optimizer, lr)
@@ -154,15 +150,15 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
         metrics: dict[str, float] = {}
         if log_point or checkpoint_point:
             # never checkpoint a diverged state; a log point also closes the metric window
-            train = _window_means(window, context, reset=log_point)
+            train = window_means(window, context, reset=log_point)
             last_train_loss = train["train_loss"]
             if not math.isfinite(last_train_loss) or last_train_loss > divergence_limit:
-                return _diverged(parts, config, context, callbacks, step, last_train_loss, last_checkpoint)
+                return finish_diverged(parts, config, context, callbacks, step, last_train_loss, last_checkpoint)
             if log_point:
                 metrics.update(train)
         if final or (config.eval_every and step % config.eval_every == 0):
-            metrics.update(_evaluate(parts, test_indices, test_labels, config, context))
-            metrics.update(_sample_metrics(parts, evaluator, context, final))
+            metrics.update(evaluate_on_test_rows(parts, test_indices, test_labels, config, context))
+            metrics.update(sample_metrics(parts, evaluator, context, final))
         if metrics:
             metrics.update(parts.cost.counters(step), lr=lr, elapsed_seconds=time.perf_counter() - started)
             callbacks.on_metrics(step, metrics)
@@ -170,52 +166,11 @@ def _run(config: TrialConfig, callback: TrialCallback | None, resume: bool, cont
             last_checkpoint = _save(parts, window, checkpoint_path, config, context, step)
             callbacks.on_checkpoint(step, last_checkpoint)
         if final:
-            return _completed(parts, config, context, callbacks, step, metrics, last_checkpoint)
+            return finish_completed(parts, config, context, callbacks, step, metrics, last_checkpoint)
     raise TrialError(
         f"checkpoint at step {start_step} is past the trial's {parts.steps} steps; "
         "was the budget lowered? use a new output_dir"
     )
-
-
-def _evaluate(
-    parts: TrialParts, test_indices, test_labels, config: TrialConfig, context: DistributedContext
-) -> dict[str, float]:
-    # ranks score uneven row shares (so run different numbers of forwards): under FSDP the
-    # weights are gathered first, so that those forwards need no collectives
-    with gathered_weights(parts.var):
-        return evaluate(
-            parts.var, parts.vqvae, test_indices, test_labels, config.eval_batch_size, context, parts.autocast_dtype
-        )
-
-
-def _sample_evaluator(config: TrialConfig, parts: TrialParts, context: DistributedContext) -> SampleEvaluator | None:
-    if config.evaluation is None or parts.plan.role == "trunk":
-        return None  # a trunk is never a point of a fit: its branches are (training/forks.py)
-    return SampleEvaluator.for_trial(EvaluationConfig.from_dict(config.evaluation), parts.cache, context.device)
-
-
-def _sample_metrics(
-    parts: TrialParts, evaluator: SampleEvaluator | None, context: DistributedContext, final: bool
-) -> dict[str, float]:
-    """sample_* metrics at the end, and at evaluation points when the protocol asks."""
-    if evaluator is None or not (final or evaluator.config.at_evaluation_points):
-        return {}
-    with gathered_weights(parts.var):  # every rank gathers (FSDP); rank 0 alone samples, no collectives inside
-        return evaluator.evaluate(parts.var) if context.is_main else {}
-
-
-def _window_means(window: dict[str, Any], context: DistributedContext, reset: bool) -> dict[str, float]:
-    """Mean train loss and error since the last log point (averaged over ranks); `reset`
-    starts a new window. The .tolist() is a device sync: once per log point, not per step."""
-    sums = torch.stack([window["loss"], window["error"]])
-    context.all_reduce_sum(sums)
-    steps = window["steps"] * context.world_size
-    if reset:
-        window["loss"].zero_()
-        window["error"].zero_()
-        window["steps"] = 0
-    loss, error = (sums / max(steps, 1)).tolist()
-    return {"train_loss": loss, "train_error": error}
 
 
 def _save(
@@ -243,79 +198,6 @@ def _restore(
         raise CheckpointError(f"checkpoint {path} was trained on another token cache ({state.get('cache_key')})")
     parts.schedule.check_matches(state["schedule"])
     return restore_state(parts, window, state, config, context)
-
-
-def _finish(
-    parts: TrialParts, config: TrialConfig, context: DistributedContext, callbacks: CallbackList, result: TrialResult
-) -> TrialResult:
-    if context.is_main:
-        result.save(config.output_dir)
-        callbacks.on_end(result)
-    context.barrier()
-    return result
-
-
-def _diverged(
-    parts: TrialParts,
-    config: TrialConfig,
-    context: DistributedContext,
-    callbacks: CallbackList,
-    step: int,
-    train_loss: float,
-    checkpoint: str | None,
-) -> TrialResult:
-    counters = parts.cost.counters(step)
-    metrics = {"final_train_loss": train_loss, **{f"final_{key}": value for key, value in counters.items()}}
-    callbacks.on_metrics(step, {"train_loss": train_loss, **counters})
-    limit = config.divergence_limit(parts.cache.codebook_size)
-    default = f"{DIVERGENCE_MULTIPLE_OF_UNIFORM_LOSS:g} ln V"
-    source = "divergence_loss" if config.divergence_loss is not None else default
-    message = (
-        f"train loss {train_loss:.4g} at step {step} (limit {limit:.4g}: {source}, V = "
-        f"{parts.cache.codebook_size} codes); "
-        f"lr {parts.schedule.lr(step - 1):.3g}: lower base_lr or raise warmup_fraction"
-    )
-    result = TrialResult(
-        "diverged", metrics, step, checkpoint, message, info={**parts.info, "trial_config": config.to_dict()}
-    )
-    return _finish(parts, config, context, callbacks, result)
-
-
-def _completed(
-    parts: TrialParts,
-    config: TrialConfig,
-    context: DistributedContext,
-    callbacks: CallbackList,
-    step: int,
-    metrics: dict[str, float],
-    checkpoint: str | None,
-) -> TrialResult:
-    # a trunk's weights are a fork's, never a trained run of any budget: nobody looks at its grid
-    # (the demo's 5 trunk grids cost 0.2-0.7 s each, measured in docs/STARTUP.md)
-    if config.sample_grid and parts.plan.role != "trunk":
-        with gathered_weights(parts.var):  # rank 0 alone samples: no collectives inside
-            if context.is_main:
-                labels = list(range(parts.cache.num_classes))
-                grid = sample_grid(
-                    parts.var,
-                    labels,
-                    config.samples_per_class,
-                    config.sample_cfg,
-                    config.sample_top_k,
-                    config.sample_top_p,
-                    seed=config.seed,
-                )
-                save_png(grid, Path(config.output_dir) / SAMPLES_FILE)
-    final = {
-        f"final_{key}": value
-        for key, value in metrics.items()
-        if key.startswith(("test_", "train_loss", "images", "tokens", "flops", "sample_"))
-    }
-    final, message = with_baseline_flag(final, stored_unigram_baselines(parts.cache)["unigram_test_loss_avg"])
-    result = TrialResult(
-        "completed", final, step, checkpoint, message, info={**parts.info, "trial_config": config.to_dict()}
-    )
-    return _finish(parts, config, context, callbacks, result)
 
 
 def unigram_reference(config: TrialConfig) -> dict[str, float]:
