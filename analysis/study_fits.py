@@ -28,6 +28,7 @@ from analysis.chinchilla import ChinchillaFit, fit_chinchilla
 from analysis.errors import AnalysisError
 from analysis.extrapolation import ExtrapolationResult, extrapolation_check
 from analysis.frontier import FrontierFit, fit_frontier, frontier_extrapolation_check
+from analysis.frontier_bootstrap import bootstrap_frontier
 from analysis.isoflop import IsoFlopFit, fit_isoflop
 from analysis.loader import FIT_STATUSES, StudyFrame
 from analysis.power_law import BILLION, PFLOP, PowerLawFit, fit_power_law
@@ -185,8 +186,8 @@ def _law_vs_compute(curves, metric, n_bootstrap, seed, irreducible) -> LawReport
         bootstrap = None
         if n_bootstrap:
             at = 2.0 * float(frontier.frontier["flops"].max())
-            bootstrap = bootstrap_fit(
-                fit_frontier,
+            # bootstrap_fit(fit_frontier, ...)'s result, without a DataFrame per resample
+            bootstrap = bootstrap_frontier(
                 curves,
                 groups="trial_key",
                 n_resamples=n_bootstrap,

@@ -97,3 +97,17 @@ def test_a_fit_without_a_degree_of_freedom_is_refused(form, sizes):
 def test_three_distinct_sizes_fit_the_var_form():
     fit = fit_power_law([1e8, 2e8, 4e8], [3.0, 2.7, 2.5])
     assert fit.n_points == 3 and -1 < fit.r < 0
+
+
+def test_pearson_r_is_scipys_bit_for_bit():
+    """The fits compute r without scipy's p-value; the number must not change."""
+    from scipy import stats
+
+    from analysis.power_law import pearson_r
+
+    generator = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(generator.integers(3, 30))
+        x = np.log(np.geomspace(1e5, 1e9, n) * generator.uniform(0.5, 2.0, n))
+        y = generator.uniform(-1, 1) * x + generator.normal(size=n) * 10 ** generator.uniform(-6, 0)
+        assert pearson_r(x, y) == float(stats.pearsonr(x, y).statistic)
