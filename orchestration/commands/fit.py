@@ -3,10 +3,11 @@ them to the study's MLflow parent run.
 
     varscale fit studies/smoke.yaml                  # a study file: its name and tracking_uri are used
     varscale fit my-study --tracking-uri sqlite:////abs/path/mlflow.db --out fits/my-study --bootstrap 500
+    varscale fit studies/smoke.yaml --svg            # also vector (SVG) copies of the figures, e.g. for a paper
 
 The fitting itself is `analysis.fit_study_laws` (pure) and the report (figures, law table,
 results) is `analysis.report`, which the notebook uses too; this module only does I/O: load,
-write PNG + SVG figures, results.json, laws.csv, trials.csv, then log them to the parent run
+write PNG figures (and SVG copies with --svg), results.json, laws.csv, trials.csv, then log them to the parent run
 (`orchestration.tracking.fit_results`).
 """
 
@@ -23,7 +24,10 @@ from analysis.errors import AnalysisError
 from orchestration.study.loading import load_study
 from var_model.errors import VarScaleError
 
-FIGURE_FORMATS = ("png", "svg")
+# PNG always; SVG copies only on request (--svg): nothing here reads them (the run's description
+# shows the PNGs) and writing them was 5 s of the demo's fit.
+FIGURE_FORMATS = ("png",)
+VECTOR_FORMAT = "svg"
 
 
 class FitLoggingError(VarScaleError):
@@ -52,9 +56,9 @@ def read_name_and_tracking_uri(path: Path, tracking_uri: str | None = None) -> t
     return str(mapping["name"]), tracking_uri or mapping.get("tracking_uri")
 
 
-def _save_figure(figure, out_dir: Path, stem: str) -> list[str]:
+def _save_figure(figure, out_dir: Path, stem: str, formats: tuple[str, ...] = FIGURE_FORMATS) -> list[str]:
     paths = []
-    for extension in FIGURE_FORMATS:
+    for extension in formats:
         path = out_dir / f"{stem}.{extension}"
         figure.savefig(path, dpi=120)
         paths.append(str(path))
@@ -87,10 +91,11 @@ def fit_study(
     log_to_mlflow: bool = True,
     echo: bool = True,
     irreducible: dict[str, float] | None = None,
+    svg: bool = False,
 ) -> dict:
     """Loads, fits, writes figures and results under out_dir (default fits/<study>), logs them to the
     parent run, and returns the results dict (with 'files' and 'out_dir'). irreducible: per-metric
-    constant subtracted before the VAR-form fits."""
+    constant subtracted before the VAR-form fits. svg: also write each figure as SVG."""
     # Here, not at the top: the fits, figures and MLflow load when `varscale fit` runs, not at
     # every `varscale` start (the CLI imports this module to register the subcommand).
     from analysis.loader import load_study as load_study_frame
@@ -107,8 +112,11 @@ def fit_study(
     out.mkdir(parents=True, exist_ok=True)
     results = report_results(study_frame, fits, tracking_uri)
     table = fits.table()
+    formats = FIGURE_FORMATS + ((VECTOR_FORMAT,) if svg else ())
     files = [
-        path for stem, figure in report_figures(study_frame, fits).items() for path in _save_figure(figure, out, stem)
+        path
+        for stem, figure in report_figures(study_frame, fits).items()
+        for path in _save_figure(figure, out, stem, formats)
     ]
     table.to_csv(out / "laws.csv", index=False)
     study_frame.trials.to_csv(out / "trials.csv", index=False)
@@ -139,6 +147,7 @@ def _handle(args: argparse.Namespace) -> int:
             seed=args.seed,
             log_to_mlflow=not args.no_mlflow,
             irreducible=parse_irreducible(args.irreducible),
+            svg=args.svg,
         )
     except (AnalysisError, ValueError, FileNotFoundError, FitLoggingError, PermissionError) as error:
         # Bad input (unknown study, missing file, unusable data) or storage that refuses the
@@ -172,5 +181,6 @@ def register(subparsers) -> argparse.ArgumentParser:
         "test_loss_last=4.5 (the paper fits reducible loss); repeatable",
     )
     parser.add_argument("--no-mlflow", action="store_true", help="write files only; do not log to the parent run")
+    parser.add_argument("--svg", action="store_true", help="also write each figure as SVG (vector, e.g. for a paper)")
     parser.set_defaults(handler=_handle)
     return parser

@@ -36,7 +36,7 @@ class TrackingWriteError(VarScaleError):
     """The MLflow store refused a write."""
 
 
-FIGURE_EXTENSION = ".png"  # the figures the description names (each also has an .svg)
+FIGURE_EXTENSION = ".png"  # the figures the description names (SVG copies, with --svg, are not named)
 
 LAW_NUMBERS = ("alpha", "beta", "r", "alpha_low", "alpha_high", "holdout_relative_error")
 

@@ -23,7 +23,8 @@ def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_
         "training_curves",
         "predicted_vs_actual",
     ):
-        assert (out / f"{stem}.png").stat().st_size > 0 and (out / f"{stem}.svg").stat().st_size > 0
+        assert (out / f"{stem}.png").stat().st_size > 0
+    assert not list(out.glob("*.svg")), "SVG copies are written only with --svg"
     saved = json.loads((out / "results.json").read_text())
     law = next(law for law in saved["laws"] if law["metric"] == "test_loss_last" and law["against"] == "N")
     assert law["alpha"] == pytest.approx(-0.23, abs=0.01)
@@ -37,7 +38,23 @@ def test_fit_study_writes_files_and_logs_to_the_parent_run(synthetic_study, tmp_
     assert parent.data.metrics["fit.test_loss_last.N.alpha"] == pytest.approx(law["alpha"])
     assert parent.data.tags["fit.test_loss_last.N.law"].startswith("test_loss_last = (")
     artifacts = {item.path for item in client.list_artifacts(results["parent_run_id"], "fits")}
-    assert {"fits/results.json", "fits/scaling_vs_size.svg", "fits/laws.csv"} <= artifacts
+    assert {"fits/results.json", "fits/scaling_vs_size.png", "fits/laws.csv"} <= artifacts
+
+
+def test_svg_copies_of_the_figures_on_request(synthetic_study, tmp_path):
+    out = tmp_path / "fits"
+    results = fit_study(
+        synthetic_study["study"],
+        synthetic_study["tracking_uri"],
+        str(out),
+        n_bootstrap=0,
+        log_to_mlflow=False,
+        svg=True,
+    )
+    pngs = {path.stem for path in out.glob("*.png")}
+    assert pngs and {path.stem for path in out.glob("*.svg")} == pngs
+    assert (out / "training_curves.svg").read_text().lstrip().startswith("<?xml")
+    assert str(out / "training_curves.svg") in results["files"]
 
 
 def test_register_adds_the_fit_subcommand():
@@ -45,6 +62,7 @@ def test_register_adds_the_fit_subcommand():
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["fit", "my-study", "--tracking-uri", "sqlite:///x.db", "--bootstrap", "50"])
     assert (args.study, args.tracking_uri, args.bootstrap, args.out) == ("my-study", "sqlite:///x.db", 50, None)
+    assert args.svg is False and parser.parse_args(["fit", "my-study", "--svg"]).svg is True
     assert callable(args.handler)
     args = parser.parse_args(["fit", "s", "--irreducible", "test_loss_last=4.5", "--irreducible", "test_loss_avg=5"])
     assert parse_irreducible(args.irreducible) == {"test_loss_last": 4.5, "test_loss_avg": 5.0}
