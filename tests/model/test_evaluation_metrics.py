@@ -20,6 +20,7 @@ from var_model.evaluation import (
     precision_recall,
 )
 from var_model.evaluation import PROTOCOL_PREFIX as WRITTEN_PROTOCOL_PREFIX
+from var_model.evaluation.frechet import frechet_distance_to_features
 from var_model.evaluation.inception import InceptionExtractor, check_inception_weights, read_reference
 
 
@@ -115,3 +116,18 @@ def test_the_metric_names_are_those_the_analysis_reads():
     # var_model may not import analysis (layers), so the two lists are compared here
     assert {f"{METRIC_PREFIX}{name}" for name in (*BUILTIN_METRICS, *INCEPTION_METRICS)} == set(SAMPLE_METRICS)
     assert WRITTEN_PROTOCOL_PREFIX == PROTOCOL_PREFIX
+
+
+def test_frechet_distance_to_features_equals_the_full_computation():
+    # fewer samples than dimensions (the low-rank form) and more (the full one), against
+    # statistics of a full-rank and of a rank-deficient reference; rel 1e-6, not 1e-8: the full
+    # form takes square roots of round-off-sized eigenvalues of a rank-deficient S1 (measured
+    # against 40-digit arithmetic, the low-rank form is the closer of the two)
+    rng = np.random.default_rng(4)
+    for count, dimension, reference_count in ((5, 40, 300), (5, 40, 7), (60, 8, 100)):
+        features = rng.normal(loc=0.3, size=(count, dimension))
+        mu2, sigma2 = gaussian_statistics(rng.normal(scale=1.5, size=(reference_count, dimension)))
+        full = frechet_distance(*gaussian_statistics(features), mu2, sigma2)
+        assert frechet_distance_to_features(features, mu2, sigma2) == pytest.approx(full, rel=1e-6)
+    with pytest.raises(DataError, match="D = 40"):
+        frechet_distance_to_features(rng.normal(size=(5, 40)), np.zeros(8), np.eye(8))

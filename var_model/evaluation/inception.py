@@ -5,9 +5,13 @@ FID literature uses), with weights from a local file that the user names.
     extractor = InceptionExtractor(weights_path, device)     # nothing is downloaded
     pool_N2048, logits_N1008 = extractor(images_uint8_B3HW)   # any side: resized to 299 inside
 
-torch-fidelity is an optional extra (`pip install -e ".[inception]"`): it imports torchvision,
-which must match the installed torch build (a CUDA cluster's torch has one; a CPU-only torch
-from a plain index does not), so the built-in feature path never needs it.
+torch-fidelity is installed by `make install` with `--no-deps` (pip install --no-deps
+torch-fidelity==0.4.0): its Inception-v3 needs only torch, but its package imports torchvision
+for its other extractors and data sets, and the only torchvision for torch 2.13 on a plain index
+is a CUDA build that does not load against a CPU torch (it needs libtorch_cuda.so). Where
+torchvision is missing or does not load, `fidelity_inception_module()` imports torch-fidelity's
+Inception module without running the package's __init__ (see there). The built-in feature path
+never imports any of it.
 
 Reference statistics, one of:
 - the user's .npz holding `mu` (2048,) and `sigma` (2048, 2048), e.g. the ADM evaluator's
@@ -20,8 +24,12 @@ The Fréchet distance is then evaluation/frechet.py's, and the Inception Score t
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import pickle
+import sys
+import types
 import warnings
 from pathlib import Path
 
@@ -39,20 +47,59 @@ INCEPTION_SCORE_SPLITS = 10
 REFERENCE_FEATURES_LIMIT = 50_000  # features kept for precision/recall (50k x 2048 float32 = 400 MB)
 
 
-def _inception_modules():
-    # Imported on use: torch-fidelity imports torchvision, which only the inception feature
-    # needs (see the module docstring). torch-fidelity's extractor, not torchmetrics'
-    # NoTrainInceptionV3: the latter returns only the first of its features, and the pool
-    # features and the logits come from one forward here.
+FIDELITY_PACKAGE = "torch_fidelity"
+FIDELITY_INCEPTION_MODULE = "torch_fidelity.feature_extractor_inceptionv3"
+
+
+def fidelity_inception_module() -> types.ModuleType:
+    """torch-fidelity's `feature_extractor_inceptionv3` module (FeatureExtractorInceptionV3 and
+    its building blocks); a ConfigError naming the install command where it cannot be imported."""
+    if importlib.util.find_spec(FIDELITY_PACKAGE) is None:
+        raise ConfigError(
+            "evaluation.feature inception needs torch-fidelity: make install (or pip install --no-deps "
+            "torch-fidelity==0.4.0; --no-deps keeps pip from replacing this torch with a CUDA one for torchvision)"
+        )
     try:
-        from torch_fidelity import FeatureExtractorInceptionV3
+        return importlib.import_module(FIDELITY_INCEPTION_MODULE)
+    except (ImportError, RuntimeError) as error:
+        # RuntimeError: a torchvision built for another torch ("operator torchvision::nms does not exist")
+        if FIDELITY_PACKAGE in sys.modules:
+            raise _fidelity_error(error) from None
+        package_error = error
+    # The package's __init__ imports every extractor, and the CLIP, VGG and DINOv2 ones import
+    # torchvision; the Inception module and what it imports (helpers, defaults, the TF-compatible
+    # resize) need only torch. So the package is registered without running its __init__, and
+    # the Inception module is imported from it as usual. It stays registered: torchmetrics imports
+    # the same module when torch-fidelity is installed (`import torchmetrics` fails without it).
+    spec = importlib.util.find_spec(FIDELITY_PACKAGE)
+    sys.modules[FIDELITY_PACKAGE] = importlib.util.module_from_spec(spec)
+    try:
+        return importlib.import_module(FIDELITY_INCEPTION_MODULE)
+    except (ImportError, RuntimeError) as error:
+        del sys.modules[FIDELITY_PACKAGE]
+        raise _fidelity_error(error, package_error) from None
+
+
+def _fidelity_error(*errors: BaseException) -> ConfigError:
+    causes = "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+    return ConfigError(
+        f"evaluation.feature inception: torch-fidelity's Inception-v3 does not import with this torch "
+        f"({torch.__version__}): {causes}"
+    )
+
+
+def _inception_modules():
+    # Imported on use, so the built-in feature path never imports torch-fidelity. torch-fidelity's
+    # extractor, not torchmetrics' NoTrainInceptionV3: the latter returns only the first of its
+    # features, and the pool features and the logits come from one forward here.
+    fidelity_inception = fidelity_inception_module()
+    try:
         from torchmetrics.image.inception import InceptionScore
     except (ImportError, RuntimeError) as error:
         raise ConfigError(
-            f"evaluation.feature inception needs torchmetrics with torch-fidelity and a torchvision built for this "
-            f"torch ({torch.__version__}): pip install -e '.[inception]' ({type(error).__name__}: {error})"
+            f"evaluation.feature inception needs torchmetrics' InceptionScore ({type(error).__name__}: {error})"
         ) from None
-    return FeatureExtractorInceptionV3, InceptionScore
+    return fidelity_inception.FeatureExtractorInceptionV3, InceptionScore
 
 
 def check_inception_weights(path: str | os.PathLike[str] | None) -> str:
@@ -65,6 +112,13 @@ def check_inception_weights(path: str | os.PathLike[str] | None) -> str:
     return file_sha256(path)
 
 
+def _not_inception_weights(weights_path, error: BaseException) -> ConfigError:
+    return ConfigError(
+        f"evaluation.inception_weights {str(weights_path)!r} is not an Inception-v3 state dict of "
+        f"torch-fidelity's inception-v3-compat network ({type(error).__name__}: {str(error)[:300]})"
+    )
+
+
 class InceptionExtractor(nn.Module):
     """uint8 images (B, 3, H, W) -> (pool features (B, 2048), logits (B, 1008)), float64."""
 
@@ -74,18 +128,23 @@ class InceptionExtractor(nn.Module):
         fidelity_inception, _ = _inception_modules()
         try:
             # torch-fidelity reads the file with weights_only=False (any pickle runs): read it as
-            # data first, so a file that holds more than tensors is refused, never unpickled
-            torch.load(weights_path, map_location="cpu", weights_only=True)
+            # data first, so a file that holds more than tensors is refused, never unpickled.
+            # Exception: torch's data-only unpickler fails on arbitrary bytes in many ways
+            # (UnpicklingError, IndexError, EOFError, ...), each meaning "not a state dict"
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise _not_inception_weights(weights_path, error) from None
+        if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+            raise _not_inception_weights(weights_path, TypeError(f"it holds a {type(state).__name__}, not tensors"))
+        del state
+        try:
             self.network = fidelity_inception(
                 name="inception-v3-compat",
                 features_list=[POOL_FEATURES, LOGITS],
                 feature_extractor_weights_path=str(weights_path),
             )
         except (RuntimeError, KeyError, ValueError, TypeError, OSError, pickle.UnpicklingError) as error:
-            raise ConfigError(
-                f"evaluation.inception_weights {str(weights_path)!r} is not an Inception-v3 state dict of "
-                f"torch-fidelity's inception-v3-compat network ({type(error).__name__}: {str(error)[:300]})"
-            ) from None
+            raise _not_inception_weights(weights_path, error) from None
         self.network.to(device)
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from var_model.evaluation.frechet import frechet_distance, gaussian_statistics
+from var_model.evaluation.frechet import frechet_distance_to_features, gaussian_statistics
 from var_model.evaluation.precision_recall import precision_recall
 
 METRIC_PREFIX = "sample_"
@@ -33,7 +33,7 @@ def feature_metrics(
     features_ND = np.asarray(features_ND, dtype=np.float64)
     if reference_statistics is None:
         reference_statistics = gaussian_statistics(reference_features_MD)
-    metrics = {distance_name: frechet_distance(*gaussian_statistics(features_ND), *reference_statistics)}
+    metrics = {distance_name: frechet_distance_to_features(features_ND, *reference_statistics)}
     if reference_features_MD is not None:
         metrics.update(precision_recall(reference_features_MD, features_ND, neighbours))
     return metrics
