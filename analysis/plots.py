@@ -12,6 +12,7 @@ from matplotlib import colormaps, colors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.figure import Figure
+from matplotlib.mathtext import MathTextParser
 
 from analysis.bootstrap import BootstrapResult, prediction_band
 from analysis.extrapolation import ExtrapolationResult
@@ -22,12 +23,26 @@ from analysis.sample_metrics import AGAINST, LOSS_COLUMN, SampleFits, fitted_nam
 AXIS_LABELS = {"params_total": "parameters N", "flops": "training compute C (FLOPs)"}
 
 
+class _Canvas(FigureCanvasAgg):
+    """The Agg canvas, with one mathtext parser for every figure. Each Agg renderer makes its own
+    parser, whose cache of parsed strings dies with it, so every figure re-parsed the same log-axis
+    tick labels ($10^{5}$, $2.7\\times10^{0}$, ...) with pyparsing: 40% of the time to save a study's
+    PNGs. The parse depends only on the string, dpi and font, so the pixels are the same."""
+
+    _mathtext_parser = MathTextParser("path")  # what RendererAgg makes for itself
+
+    def get_renderer(self):
+        renderer = super().get_renderer()
+        renderer.mathtext_parser = self._mathtext_parser
+        return renderer
+
+
 def _new_figure(n_panels: int = 1, panel_size=(5.0, 4.0)) -> tuple[Figure, list]:
     columns = min(n_panels, 2)
     rows = int(np.ceil(n_panels / columns))
     width, height = panel_size[0] * columns, panel_size[1] * rows
     figure = Figure(figsize=(width, height))
-    FigureCanvasAgg(figure)
+    _Canvas(figure)
     axes = [figure.add_subplot(rows, columns, index + 1) for index in range(n_panels)]
     # Fixed margins in inches, not constrained layout: measuring every log-axis tick label for the
     # layout engine made saving a figure several times slower.
