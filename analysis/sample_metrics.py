@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from analysis.bootstrap import BootstrapResult, bootstrap_fit
 from analysis.errors import AnalysisError, DataError
@@ -34,6 +33,14 @@ AGAINST = {"N": ("params_total", BILLION, "B"), "C": ("flops", PFLOP, "PFLOP")}
 
 class ProtocolMismatchError(AnalysisError):
     """Sample metrics measured under different protocols cannot be fitted together."""
+
+
+def _spearman(x, y) -> float:
+    # scipy.stats here, not at the top: it is 0.7 s to import, and only studies that measured
+    # sample quality need it
+    from scipy import stats
+
+    return float(stats.spearmanr(x, y).statistic)
 
 
 def fitted_name(metric: str) -> str:
@@ -167,7 +174,7 @@ def _fit(rows, metric, x_column, x_scale, x_unit, form, n_bootstrap, seed, again
             bootstrap = bootstrap_fit(
                 fit_power_law, x, y, groups=rows["trial_key"].to_numpy(), n_resamples=n_bootstrap, seed=seed, **options
             )
-        rho = float(stats.spearmanr(x, y).statistic) if against == "test_loss" else None
+        rho = _spearman(x, y) if against == "test_loss" else None
         return SampleLaw(metric, against, form, fit, bootstrap, None, budget, keys, rho)
     except (AnalysisError, KeyError) as error:
         return SampleLaw(
