@@ -73,6 +73,24 @@ def test_prediction_band_contains_the_fit():
     assert np.all(np.diff(band[:, 1] - band[:, 0])[2:] > 0)  # wider further out
 
 
+@pytest.mark.parametrize("form", ["var", "offset"])
+def test_prediction_band_is_the_percentiles_of_each_samples_prediction(form):
+    """A power law's band is computed for all samples at once: the numbers must be those of
+    predicting with each sample's parameters one by one."""
+    from dataclasses import replace
+
+    loss = _noisy_law() + (1.5 if form == "offset" else 0.0)
+    options = {"x_unit_scale": BILLION, "form": form}
+    fit = fit_power_law(SIZES, loss, **options)
+    result = bootstrap_fit(fit_power_law, SIZES, loss, n_resamples=60, seed=1, **options)
+    grid = np.geomspace(1e7, 1e10, 7)
+    one_by_one = np.stack(
+        [replace(fit, **row).predict(grid) for row in result.samples.drop(columns="r").to_dict(orient="records")]
+    )
+    expected = np.stack([np.percentile(one_by_one, 2.5, axis=0), np.percentile(one_by_one, 97.5, axis=0)], axis=1)
+    np.testing.assert_array_equal(prediction_band(fit, result, grid), expected)
+
+
 def test_chinchilla_bootstrap_has_the_published_width(reference_frame):
     N, D, loss = reference_frame["Model Size"], reference_frame["tokens"], reference_frame["loss"]
     fit = fit_chinchilla(N, D, loss, grid=REDUCED_GRID)
