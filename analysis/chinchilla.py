@@ -96,7 +96,7 @@ def _objective_block(x_SP, log_N, log_D, log_loss, huber_delta, weights_SN):
     residual += top
     residual -= log_loss
     # Huber: with c = clip(r, -delta, delta), huber(r) = c (r - c/2) and huber'(r) = c.
-    clipped = np.clip(residual, -huber_delta, huber_delta)
+    clipped = np.minimum(np.maximum(residual, -huber_delta), huber_delta)  # np.clip's values, minus its wrapper
     residual -= 0.5 * clipped
     residual *= clipped  # now the per-point Huber loss
     clipped /= total  # d huber / d residual over the logsumexp denominator: d objective / d u_k = this * w_k

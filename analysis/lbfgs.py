@@ -109,7 +109,7 @@ def batched_lbfgs(
         new_f_A, new_g_AP = objective(new_x_AP, rows)
         accepted = np.isfinite(new_f_A) & (new_f_A <= f_A + ARMIJO_C1 * step_A * slope_A)
         for _backtrack in range(MAX_BACKTRACKS):
-            pending = np.flatnonzero(~accepted)
+            pending = np.nonzero(~accepted)[0]
             if pending.size == 0:
                 break
             step_A[pending] *= 0.5
@@ -121,7 +121,7 @@ def batched_lbfgs(
             )
 
         failed = ~accepted
-        moved = np.flatnonzero(accepted)
+        moved = np.nonzero(accepted)[0]
         old_f = f_A[moved]
         s_AP = new_x_AP[moved] - x_AP[moved]
         y_AP = new_g_AP[moved] - g_AP[moved]
