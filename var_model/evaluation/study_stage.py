@@ -53,7 +53,12 @@ def per_class_images(source: ImageSource, split: str, per_class: int) -> tuple[n
     return np.stack([image for label in sorted(chosen) for image in chosen[label]]), labels
 
 
-def _study_reference(config: EvaluationConfig, source: ImageSource, cache_root: Path, device: torch.device) -> None:
+def prepare_study_reference(
+    config: EvaluationConfig, source: ImageSource, cache_root: str | os.PathLike[str], device: torch.device
+) -> None:
+    """Train (or reuse) the builtin feature network, or compute the Inception reference: the
+    part that needs the real images alone, not the tokenizer (so it can run beside its training)."""
+    cache_root = Path(cache_root)
     if config.feature == "builtin":
         build_feature_network(source, config.network, cache_root, device)
         return
@@ -80,7 +85,7 @@ def prepare_study_evaluation(
     """Build the study's feature network or reference, then measure the floors; returns the
     numbers for the study's parent run."""
     cache_root = Path(cache_root)
-    _study_reference(config, source, cache_root, device)  # trains the builtin network: gradients on
+    prepare_study_reference(config, source, cache_root, device)  # trains the builtin network: gradients on
     with torch.no_grad():
         return _floors(config, source, vqvae, cache_root, device)
 

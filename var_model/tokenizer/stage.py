@@ -156,14 +156,26 @@ class TokenizerStageResult:
 
 
 def run_tokenizer_stage(
-    config: TokenizerStageConfig, log: Callable[[dict[str, float]], None] | None = None
+    config: TokenizerStageConfig,
+    log: Callable[[dict[str, float]], None] | None = None,
+    source: ImageSource | None = None,
+    before_encoding: Callable[[], None] | None = None,
 ) -> TokenizerStageResult:
+    """`source`: the ImageSource of `config.data`, when the caller has one already (its
+    synthetic images are generated once, not once per user). `before_encoding`: called once the
+    tokenizer is ready, before the token cache is built (a caller that runs work beside the
+    tokenizer's training waits for it there and gives the encoding its threads)."""
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    source = ImageSource(config.data)
+    if source is None:
+        source = ImageSource(config.data)
+    elif source.config != config.data:
+        raise ConfigError("run_tokenizer_stage got an ImageSource of other data than config.data")
     cache_root = Path(config.cache_root)
     vqvae, tokenizer_path, report, reused_tokenizer = _obtain_tokenizer(config, source, cache_root, device, log)
+    if before_encoding is not None:
+        before_encoding()
     build = build_token_cache(vqvae, source, cache_root, batch_size=config.encode_batch_size, device=device)
     baselines = stored_unigram_baselines(TokenCache.open(build.path, verify=False))
     return TokenizerStageResult(

@@ -1,10 +1,12 @@
 """With an evaluation: section the tokenizer stage task also builds the study's feature network
 beside the token cache and reports the floors, which the launcher logs on the parent run."""
 
+import threading
 from pathlib import Path
 
 import pytest
 
+from orchestration.execution import tokenizer_task
 from orchestration.execution.tokenizer_task import run_tokenizer_stage
 from orchestration.study.loading import load_study
 from orchestration.study.trial_config import build_trial_config
@@ -28,3 +30,24 @@ def test_the_stage_builds_the_feature_network_and_reports_the_floors(tmp_path):
     cache = TokenCache.open(config.token_cache, verify=False)
     evaluator = SampleEvaluator.for_trial(EvaluationConfig.from_dict(config.evaluation), cache, "cpu")
     assert evaluator.protocol()["sample_protocol_samples"] == 2 * spec.model.num_classes
+
+
+@pytest.mark.slow  # two tokenizer stages
+def test_on_two_cpus_the_feature_network_trains_beside_the_tokenizer_and_is_the_same(tmp_path, monkeypatch):
+    spec_alone = load_study(TINY, [f"storage={tmp_path / 'alone'}", EVALUATION])
+    spec_beside = load_study(TINY, [f"storage={tmp_path / 'beside'}", EVALUATION])
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    alone = run_tokenizer_stage(spec_alone)
+    trained_in = []
+    original = tokenizer_task.prepare_study_reference
+    monkeypatch.setattr(
+        tokenizer_task,
+        "prepare_study_reference",
+        lambda *arguments: (trained_in.append(threading.current_thread().name), original(*arguments))[1],
+    )
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    beside = run_tokenizer_stage(spec_beside)
+    assert trained_in and trained_in[0].startswith("feature network")  # in its own thread
+    # trained on one thread either way, from its own generator: the same weights and the same floors
+    assert beside["report"]["feature_test_accuracy"] == alone["report"]["feature_test_accuracy"]
+    assert beside["report"]["floor_real_sample_fd"] == pytest.approx(alone["report"]["floor_real_sample_fd"])
