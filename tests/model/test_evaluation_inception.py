@@ -22,7 +22,7 @@ import torch.nn as nn
 from var_model.config import VARConfig, VQVAEConfig
 from var_model.data import DataConfig
 from var_model.data.source import ImageSource
-from var_model.errors import ConfigError
+from var_model.errors import ConfigError, DataError
 from var_model.evaluation import EvaluationConfig, SampleEvaluator, prepare_study_evaluation
 from var_model.evaluation.inception import (
     InceptionExtractor,
@@ -170,3 +170,23 @@ def test_torchmetrics_imports_beside_the_inception_module():
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     assert FrechetInceptionDistance.__module__ == "torchmetrics.image.fid"
+
+
+def test_the_study_stage_refuses_a_wrong_weights_file_before_computing_anything(tmp_path):
+    weights = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(3)}, weights)
+    data = DataConfig(kind="synthetic", resolution=32, num_classes=2, train_images=8, test_images=8)
+    config = EvaluationConfig(samples_per_class=2, feature="inception", inception_weights=str(weights))
+    with pytest.raises(ConfigError, match=r"evaluation.inception_weights .*other.pth' is not an Inception-v3"):
+        prepare_study_evaluation(config, ImageSource(data), VQVAE(VQVAEConfig.debug()), tmp_path, torch.device("cpu"))
+    assert not list(tmp_path.glob("inception-reference-*"))
+
+
+def test_a_trials_evaluator_refuses_a_reference_without_mu_and_sigma(weights_path, tmp_path):
+    reference = tmp_path / "reference.npz"
+    np.savez(reference, features=np.zeros((4, 2048), dtype=np.float32))
+    config = EvaluationConfig(
+        samples_per_class=2, feature="inception", inception_weights=str(weights_path), reference=str(reference)
+    )
+    with pytest.raises(DataError, match=r"has no \['mu', 'sigma'\]"):
+        SampleEvaluator.for_study(config, tmp_path, {"kind": "synthetic"}, 2, torch.device("cpu"))
