@@ -27,6 +27,7 @@ _EXPORTS = {
     "bootstrap_chinchilla": "bootstrap",
     "bootstrap_fit": "bootstrap",
     "prediction_band": "bootstrap",
+    "bootstrap_frontier": "frontier_bootstrap",
     "ChinchillaFit": "chinchilla",
     "StartGrid": "chinchilla",
     "fit_chinchilla": "chinchilla",
