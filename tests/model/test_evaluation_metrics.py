@@ -4,6 +4,8 @@ the protocol's bad-input errors."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from scipy import linalg
@@ -21,7 +23,12 @@ from var_model.evaluation import (
 )
 from var_model.evaluation import PROTOCOL_PREFIX as WRITTEN_PROTOCOL_PREFIX
 from var_model.evaluation.frechet import frechet_distance_to_features
-from var_model.evaluation.inception import InceptionExtractor, check_inception_weights, read_reference
+from var_model.evaluation.inception import (
+    InceptionExtractor,
+    check_inception_weights,
+    fidelity_inception_module,
+    read_reference,
+)
 
 
 def _direct_frechet(mu1, sigma1, mu2, sigma2) -> float:
@@ -131,3 +138,12 @@ def test_frechet_distance_to_features_equals_the_full_computation():
         assert frechet_distance_to_features(features, mu2, sigma2) == pytest.approx(full, rel=1e-6)
     with pytest.raises(DataError, match="D = 40"):
         frechet_distance_to_features(rng.normal(size=(5, 40)), np.zeros(8), np.eye(8))
+
+
+def test_the_inception_feature_without_torch_fidelity_names_the_install(monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *args: None if name == "torch_fidelity" else find_spec(name, *args)
+    )
+    with pytest.raises(ConfigError, match="needs torch-fidelity: make install .*--no-deps"):
+        fidelity_inception_module()
