@@ -14,6 +14,7 @@ Shape legend: B batch, H heads, L tokens, c head dim.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -35,10 +36,15 @@ ATTENTION_KERNELS = ("sdpa", "scalewise", "flex")
 # 64 on CUDA is left to the GPU check (it is not measurable on CPU, see below).
 FLEX_BLOCK_SIZE = 128
 
-# The fused kernel comes from compiling flex_attention (uncompiled, torch runs a reference
-# path that materialises the whole score matrix). Compiled once here; a model compiled as a
-# whole inlines this call into its own graph.
-_compiled_flex_attention = torch.compile(flex_attention, dynamic=False)
+
+@functools.cache
+def _compiled_flex_attention():
+    """The fused kernel comes from compiling flex_attention (uncompiled, torch runs a reference
+    path that materialises the whole score matrix). Compiled once, on first use: calling
+    torch.compile imports dynamo and inductor, 4-5 s of every process's start-up (every Ray
+    worker, `varscale fit`), though only a "flex" model ever calls it. A model compiled as a
+    whole inlines this call into its own graph."""
+    return torch.compile(flex_attention, dynamic=False)
 
 
 def check_attention_kernel(name: str) -> str:
@@ -116,12 +122,16 @@ class BlockMaskCache:
         """The mask for these token scales (L,), on their device."""
         mask = self._masks.get(scale_ids_L.device)
         if mask is None:
-            mask = self._build(scale_ids_L)
+            build = self._build
+            if torch.compiler.is_compiling():
+                # Under torch.compile of the whole model the build runs eagerly (a graph break on
+                # the first call only), so the mask is a cached input of the graph and never
+                # traced. Disabled here, not by a decorator: that would import dynamo with this
+                # module (attention's _compiled_flex_attention says why that is avoided).
+                build = torch.compiler.disable(build)
+            mask = build(scale_ids_L)
         return mask
 
-    # Under torch.compile of the whole model the build runs eagerly (a graph break on the
-    # first call only), so the mask is a cached input of the graph and never traced.
-    @torch.compiler.disable
     def _build(self, scale_ids_L: torch.Tensor) -> BlockMask:
         mask = block_causal_block_mask(scale_ids_L, self.block_size)
         self._masks[scale_ids_L.device] = mask
@@ -176,7 +186,7 @@ def attend(
     scale-wise SDPA (ScalePrefixes) or compiled FlexAttention (a BlockMask). q, k, v share one
     dtype."""
     if isinstance(mask, BlockMask):
-        return _compiled_flex_attention(q_BHLc, k_BHLc, v_BHLc, block_mask=mask, scale=scale)
+        return _compiled_flex_attention()(q_BHLc, k_BHLc, v_BHLc, block_mask=mask, scale=scale)
     if isinstance(mask, ScalePrefixes):
         return attend_scalewise(q_BHLc, k_BHLc, v_BHLc, mask, scale)
     mask = mask.to(v_BHLc.dtype) if mask is not None else None

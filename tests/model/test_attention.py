@@ -159,3 +159,14 @@ def test_compiled_training_forward_and_backward_equal_eager():
     assert (compiled_BLV - eager_BLV).abs().max() < 1e-5 * eager_BLV.abs().max()
     for name, eager_grad in eager_grads.items():
         assert (compiled_grads[name] - eager_grad).abs().max() <= 1e-4 * eager_grad.abs().max() + 1e-8, name
+
+
+def test_importing_the_model_does_not_load_the_compiler():
+    """torch.compile at import time loads dynamo and inductor: 4-5 s of every Ray worker's and
+    every CLI command's start-up, for a kernel only "flex" models use (compiled on first use)."""
+    import subprocess
+    import sys
+
+    code = "import sys, var_model, var_model.attention, var_model.training; print('torch._dynamo' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "False"
