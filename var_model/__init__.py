@@ -8,26 +8,44 @@ Tiny CPU example:
     >>> idx_list = vqvae.encode_indices(torch.rand(2, 3, 32, 32) * 2 - 1)
     >>> var(torch.tensor([1, 2]), vqvae.teacher_forcing_input(idx_list)).shape
     torch.Size([2, 21, 64])
+
+The names below are loaded on first use (PEP 562), not at `import var_model`: the CLI and
+`varscale fit` import `var_model.errors` (which runs this file first), and that must not cost
+them torch (2-3 s).
 """
 
-from var_model.config import VARConfig, VQVAEConfig
-from var_model.errors import CheckpointError, ConfigError, DataError, DivergenceError, TrialError, VarScaleError
-from var_model.official import load_official, save_official
-from var_model.var import VAR, build_var
-from var_model.vqvae import VQVAE
+from __future__ import annotations
 
-__all__ = [
-    "VAR",
-    "VARConfig",
-    "VQVAE",
-    "VQVAEConfig",
-    "build_var",
-    "load_official",
-    "save_official",
-    "VarScaleError",
-    "ConfigError",
-    "CheckpointError",
-    "DataError",
-    "TrialError",
-    "DivergenceError",
-]
+import importlib
+
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "VAR": "var",
+    "VARConfig": "config",
+    "VQVAE": "vqvae",
+    "VQVAEConfig": "config",
+    "build_var": "var",
+    "load_official": "official",
+    "save_official": "official",
+    "VarScaleError": "errors",
+    "ConfigError": "errors",
+    "CheckpointError": "errors",
+    "DataError": "errors",
+    "TrialError": "errors",
+    "DivergenceError": "errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'var_model' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"var_model.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
