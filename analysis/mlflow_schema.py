@@ -65,7 +65,7 @@ NOTE_TAG = "mlflow.note.content"
 
 # Values of KIND_TAG.
 STUDY_KIND, TRIAL_KIND = "study", "trial"
-# Values of ROLE_TAG (var_model.training.config.TRIAL_ROLES); a trunk is never a point of a fit.
+# Values of ROLE_TAG (var_model.training.config_choices.TRIAL_ROLES); a trunk is never a point of a fit.
 INDEPENDENT_ROLE, TRUNK_ROLE, BRANCH_ROLE = "independent", "trunk", "branch"
 
 # Values of STATUS_TAG, and which of them end a trial for good (never re-run on relaunch).
