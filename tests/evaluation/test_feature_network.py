@@ -13,20 +13,19 @@ CONFIG = FeatureNetworkConfig(width=8, feature_dim=8, steps=1, batch_size=4)
 
 
 def _initial_weights(seed: int) -> dict[str, torch.Tensor]:
-    network = FeatureNetwork(CONFIG, num_classes=3)
-    return network.initialise(torch.Generator().manual_seed(seed)).state_dict()
+    return FeatureNetwork.create(CONFIG, num_classes=3, generator=torch.Generator().manual_seed(seed)).state_dict()
 
 
 def test_initial_weights_follow_their_own_generator_and_leave_the_global_rng_alone():
     torch.manual_seed(0)
     first = _initial_weights(seed=5)
     torch.manual_seed(123)  # another global state: the weights must not depend on it
-    network = FeatureNetwork(CONFIG, num_classes=3)
     global_state = torch.get_rng_state()
-    second = network.initialise(torch.Generator().manual_seed(5)).state_dict()
+    second = _initial_weights(seed=5)
     assert torch.equal(torch.get_rng_state(), global_state)  # nothing drawn from the global RNG
     assert first.keys() == second.keys()
     assert all(torch.equal(first[name], second[name]) for name in first)
+    assert torch.equal(first["body.1.running_var"], torch.ones(8))  # real statistics, not empty memory
     other = _initial_weights(seed=6)
     assert not torch.equal(first["body.0.weight"], other["body.0.weight"])
 

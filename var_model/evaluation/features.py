@@ -67,16 +67,22 @@ class FeatureNetwork(nn.Module):
         self.project = nn.Linear(4 * width, config.feature_dim)
         self.classify = nn.Linear(config.feature_dim, num_classes)
 
-    def initialise(self, generator: torch.Generator) -> FeatureNetwork:
-        """PyTorch's default initialisation, drawn from `generator` instead of the global RNG:
-        the tokenizer stage trains this network in a thread beside the tokenizer, whose initial
-        weights come from the global RNG, so neither may draw from it for the other."""
-        for module in self.modules():
+    @classmethod
+    def create(cls, config: FeatureNetworkConfig, num_classes: int, generator: torch.Generator) -> FeatureNetwork:
+        """A new network (on the CPU) with PyTorch's default initialisation drawn from `generator`,
+        never from the global RNG: the tokenizer stage trains it in a thread beside the tokenizer,
+        whose initial weights the global RNG gives, and a draw of either would change the other."""
+        with torch.device("meta"):  # built without weights, so nothing is drawn
+            network = cls(config, num_classes)
+        network = network.to_empty(device="cpu")
+        for module in network.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
                 fan_in = module.weight[0].numel()
                 nn.init.uniform_(module.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in), generator=generator)
-        return self
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()  # ones, zeros and fresh running statistics: no draws
+        return network
 
     def features(self, image_B3HW: torch.Tensor) -> torch.Tensor:
         """(B, F): the penultimate activations, the features of every sample metric."""
@@ -148,7 +154,7 @@ def train_feature_network(
             "(ImageNet) use evaluation.feature: inception with evaluation.inception_weights"
         )
     generator = torch.Generator().manual_seed(config.seed)
-    network = FeatureNetwork(config, source.num_classes).initialise(generator).to(device)
+    network = FeatureNetwork.create(config, source.num_classes, generator).to(device)
     images, labels = split_tensors(source, "train", device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=0.01)
     network.train()
