@@ -104,6 +104,10 @@ def fit_power_law(
     )
     if np.ptp(x_array) == 0:
         raise FitError("all x values are equal; a power law needs at least two distinct x values")
+    if np.ptp(y_array) == 0:
+        # e.g. samples at a floor: every trial scores the same (a precision of 1, gap 0, is
+        # refused above as not positive)
+        raise FitError(f"all y values are equal ({y_array[0]:.6g}); this metric shows no trend to fit")
     distinct = int(np.unique(x_array).size)
     if distinct <= n_parameters:
         # With no degree of freedom left the law passes through every point: r = +-1, a
@@ -170,6 +174,10 @@ def _fit_var_form(scaled_x, y, x_unit_scale, x_unit, irreducible, options) -> Po
     )
 
 
+# The offset form's smallest exponent (its optimiser's lower bound).
+MINIMUM_OFFSET_ALPHA = 1e-9
+
+
 def _offset_log_residual(params, log_x, log_y):
     E, alpha, log_x0 = params
     return np.log(E + np.exp(alpha * (log_x0 - log_x))) - log_y
@@ -184,7 +192,7 @@ def _fit_offset_form(scaled_x, y, x_unit_scale, x_unit, n_profile_points, option
     for E in np.linspace(0.0, upper_E, n_profile_points, endpoint=False):
         slope, intercept = np.polyfit(log_x, np.log(y - E), 1)
         alpha = -slope
-        if alpha <= 0:
+        if alpha <= MINIMUM_OFFSET_ALPHA:  # rounding noise of a flat y: outside the optimiser's bounds
             continue
         params = np.array([E, alpha, intercept / alpha])
         loss = float(np.sum(_offset_log_residual(params, log_x, log_y) ** 2))
@@ -196,7 +204,7 @@ def _fit_offset_form(scaled_x, y, x_unit_scale, x_unit, n_profile_points, option
         _offset_log_residual,
         best[1],
         args=(log_x, log_y),
-        bounds=([0.0, 1e-9, -np.inf], [upper_E, np.inf, np.inf]),
+        bounds=([0.0, MINIMUM_OFFSET_ALPHA, -np.inf], [upper_E, np.inf, np.inf]),
         x_scale="jac",
         xtol=1e-14,
         ftol=1e-14,

@@ -123,16 +123,24 @@ def sample_law_lines(fits: StudyFits) -> list[str]:
         return []
     protocol = fits.samples.protocol
     shown = ("samples", "cfg", "top_k", "top_p", "seed", "feature")
-    lines = ["sample metrics, protocol: " + ", ".join(f"{name}={protocol[name]}" for name in shown if name in protocol)]
+    lines = [
+        "sample metrics, protocol: "
+        + ", ".join(f"{name}={_protocol_value(protocol[name])}" for name in shown if name in protocol)
+    ]
     for row in fits.samples.table().itertuples():
         where = f"{row.metric} vs {row.against} ({row.form}, {row.budget})"
-        if row.law is None:
+        if not isinstance(row.law, str):  # None, or NaN once the table holds no law at all
             lines.append(f"{where}: not fitted: {row.error}")
             continue
         interval = f" [{row.alpha_low:.3g}, {row.alpha_high:.3g}]" if math.isfinite(row.alpha_low) else ""
         rank = f", spearman {row.spearman:.3f}" if math.isfinite(row.spearman) else ""
         lines.append(f"{where}: {row.law}, alpha {row.alpha:.4g}{interval}, r {row.r:.4f}, n {row.n_points}{rank}")
     return lines
+
+
+def _protocol_value(value):
+    # MLflow params come back as text and the loader reads numbers as floats: 50, not 50.0
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _finite_or_none(value):

@@ -111,3 +111,11 @@ def test_pearson_r_is_scipys_bit_for_bit():
         x = np.log(np.geomspace(1e5, 1e9, n) * generator.uniform(0.5, 2.0, n))
         y = generator.uniform(-1, 1) * x + generator.normal(size=n) * 10 ** generator.uniform(-6, 0)
         assert pearson_r(x, y) == float(stats.pearsonr(x, y).statistic)
+
+
+@pytest.mark.parametrize("form", ["var", "offset"])
+def test_a_flat_metric_is_a_fit_error_not_a_crash(form):
+    # Before: the offset form's profile took rounding noise for an exponent below its optimiser's
+    # bound, and scipy raised "Initial guess is outside of provided bounds" out of varscale fit.
+    with pytest.raises(FitError, match="all y values are equal"):
+        fit_power_law([1e6, 2e6, 4e6, 8e6, 16e6], [500.0] * 5, form=form)

@@ -102,3 +102,16 @@ def test_sample_laws_reach_the_fit_report():
     results = report_results(study, fits, None)
     assert results["samples"]["protocol"]["samples"] == 20
     assert any(law["metric"] == "1 - sample_accuracy" for law in results["samples"]["laws"])
+
+
+def test_a_metric_with_no_trend_says_why_it_was_not_fitted():
+    # Samples at the tokenizer's floor: fd flat in N, a perfect precision (gap 0). The report
+    # names each refusal instead of printing "nan"; the protocol's counts print as integers even
+    # when the loader reads them back as floats.
+    study = _study({"sample_fd": 500.0, "sample_accuracy": 1.0, f"{PROTOCOL_PREFIX}samples": 50.0})
+    fits = fit_study_laws(study, metrics=("test_loss_avg",), n_bootstrap=0, parametric=False)
+    text = law_table_text(fits)
+    assert "sample metrics, protocol: samples=50, cfg=1.5" in text
+    sample_lines = [line for line in text.splitlines() if line.startswith(("sample_fd vs", "1 - sample_accuracy vs"))]
+    assert sample_lines and all(": not fitted: " in line for line in sample_lines), sample_lines
+    assert "nan" not in "\n".join(sample_lines)
