@@ -129,22 +129,13 @@ def bootstrap_fit(
 
     full_columns = (frame,) if is_frame else arrays
     estimate, _ = fit_and_collect(full_columns)
-    generator = np.random.default_rng(seed)
-    records, predictions, n_failed = [], [], 0
-    for _ in range(n_resamples):
-        chosen = generator.integers(0, len(group_rows), size=len(group_rows))
+
+    def fit_resample(chosen):
         rows = np.concatenate([group_rows[group] for group in chosen])
         selected = (frame.iloc[rows].reset_index(drop=True),) if is_frame else [array[rows] for array in arrays]
-        try:
-            values, prediction = fit_and_collect(selected)
-        except AnalysisError:
-            n_failed += 1  # e.g. a resample with a single distinct x: no law can be fitted
-            continue
-        records.append(values)
-        if prediction is not None:
-            predictions.append(prediction)
-    if not records:
-        raise FitError(f"every one of {n_resamples} bootstrap resamples failed to fit")
+        return fit_and_collect(selected)
+
+    records, predictions, n_failed = _resample(fit_resample, len(group_rows), n_resamples, seed)
     options = {
         "fit_function": getattr(fit_function, "__name__", str(fit_function)),
         "resample_unit": "run" if groups is not None else "row",
@@ -281,3 +272,24 @@ def _power_law_predictions(fit: PowerLawFit, samples: pd.DataFrame, x) -> np.nda
     if fit.form == "var":
         return value["E"][:, None] + (value["beta"][:, None] * scaled) ** value["alpha"][:, None]
     return value["E"][:, None] + (value["x0"][:, None] / scaled) ** value["alpha"][:, None]
+
+
+def _resample(fit_resample, n_groups: int, n_resamples: int, seed: int):
+    """(records, predictions, n_failed): `fit_resample(chosen)` on n_resamples draws of n_groups
+    runs with replacement, seeded. A resample whose fit raises an AnalysisError (e.g. a single
+    distinct x, or a frontier of one point) is counted in n_failed, not hidden."""
+    generator = np.random.default_rng(seed)
+    records, predictions, n_failed = [], [], 0
+    for _ in range(n_resamples):
+        chosen = generator.integers(0, n_groups, size=n_groups)
+        try:
+            values, prediction = fit_resample(chosen)
+        except AnalysisError:
+            n_failed += 1
+            continue
+        records.append(values)
+        if prediction is not None:
+            predictions.append(prediction)
+    if not records:
+        raise FitError(f"every one of {n_resamples} bootstrap resamples failed to fit")
+    return records, predictions, n_failed

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.bootstrap import BootstrapResult, _group_rows, _result, _validate
-from analysis.errors import AnalysisError, DataError, FitError
+from analysis.bootstrap import BootstrapResult, _group_rows, _resample, _result, _validate
+from analysis.errors import DataError, FitError
 from analysis.frontier import fit_frontier
 from analysis.power_law import PFLOP, fit_power_law
 
@@ -101,19 +101,10 @@ def bootstrap_frontier(
     labels = curves[groups].to_numpy()
     group_rows = _group_rows(labels, len(curves))
     points = _metric_points(curves, metric, "flops", labels)
-    generator = np.random.default_rng(seed)
-    records, predictions, n_failed = [], [], 0
-    for _ in range(n_resamples):
-        chosen = generator.integers(0, len(group_rows), size=len(group_rows))
-        try:
-            values, prediction = _resample_values(points, len(group_rows), chosen, metric, irreducible, predict_at)
-        except AnalysisError:
-            n_failed += 1  # e.g. a resample whose frontier has a single point
-            continue
-        records.append(values)
-        if prediction is not None:
-            predictions.append(prediction)
-    if not records:
-        raise FitError(f"every one of {n_resamples} bootstrap resamples failed to fit")
+
+    def fit_resample(chosen):
+        return _resample_values(points, len(group_rows), chosen, metric, irreducible, predict_at)
+
+    records, predictions, n_failed = _resample(fit_resample, len(group_rows), n_resamples, seed)
     options = {"fit_function": "fit_frontier", "resample_unit": "run", "metric": metric, "irreducible": irreducible}
     return _result(estimate, records, predictions, confidence, n_resamples, n_failed, seed, options)
