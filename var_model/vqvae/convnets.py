@@ -14,8 +14,8 @@ from torch import nn
 from var_model.config import GROUP_NORM_GROUPS, VQVAEConfig
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(num_groups=GROUP_NORM_GROUPS, num_channels=channels, eps=1e-6, affine=True)
+def group_norm(channels: int, groups: int = GROUP_NORM_GROUPS) -> nn.GroupNorm:
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 class Upsample(nn.Module):
@@ -41,11 +41,11 @@ class Downsample(nn.Module):
 
 
 class ResnetBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, out_channels: int, dropout: float, groups: int = GROUP_NORM_GROUPS):
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=1, padding=1)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, groups)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, stride=1, padding=1)
         # a 1x1 projection only where the channel count changes (as in the checkpoint)
@@ -62,9 +62,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all pixels, with a fused 1x1-conv qkv projection."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, groups: int = GROUP_NORM_GROUPS):
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1)
         self.proj_out = nn.Conv2d(channels, channels, kernel_size=1)
 
@@ -88,11 +88,11 @@ class _Level(nn.Module):
 
 
 class _Middle(nn.Module):
-    def __init__(self, channels: int, dropout: float, use_attention: bool):
+    def __init__(self, channels: int, dropout: float, use_attention: bool, groups: int = GROUP_NORM_GROUPS):
         super().__init__()
-        self.block_1 = ResnetBlock(channels, channels, dropout)
-        self.attn_1 = AttnBlock(channels) if use_attention else nn.Identity()
-        self.block_2 = ResnetBlock(channels, channels, dropout)
+        self.block_1 = ResnetBlock(channels, channels, dropout, groups)
+        self.attn_1 = AttnBlock(channels, groups) if use_attention else nn.Identity()
+        self.block_2 = ResnetBlock(channels, channels, dropout, groups)
 
     def forward(self, x_BCHW: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(x_BCHW)))
@@ -112,15 +112,15 @@ class Encoder(nn.Module):
             stage = _Level()
             block_in, block_out = ch * in_mult[level], ch * mult[level]
             for _ in range(config.num_res_blocks):
-                stage.block.append(ResnetBlock(block_in, block_out, config.dropout))
+                stage.block.append(ResnetBlock(block_in, block_out, config.dropout, config.norm_groups))
                 block_in = block_out
                 if level == levels - 1 and config.use_attention:
-                    stage.attn.append(AttnBlock(block_out))
+                    stage.attn.append(AttnBlock(block_out, config.norm_groups))
             if level != levels - 1:
                 stage.downsample = Downsample(block_out)
             self.down.append(stage)
-        self.mid = _Middle(block_out, config.dropout, config.use_mid_attention)
-        self.norm_out = group_norm(block_out)
+        self.mid = _Middle(block_out, config.dropout, config.use_mid_attention, config.norm_groups)
+        self.norm_out = group_norm(block_out, config.norm_groups)
         self.conv_out = nn.Conv2d(block_out, config.latent_channels, kernel_size=3, stride=1, padding=1)
 
     def forward(self, img_B3HW: torch.Tensor) -> torch.Tensor:
@@ -144,22 +144,22 @@ class Decoder(nn.Module):
         ch, mult, levels = config.channels, config.channel_multipliers, len(config.channel_multipliers)
         block_in = ch * mult[-1]
         self.conv_in = nn.Conv2d(config.latent_channels, block_in, kernel_size=3, stride=1, padding=1)
-        self.mid = _Middle(block_in, config.dropout, config.use_mid_attention)
+        self.mid = _Middle(block_in, config.dropout, config.use_mid_attention, config.norm_groups)
         stages: list[_Level] = []
         # built from the deepest level up, stored by level index (up.0 is the full resolution)
         for level in reversed(range(levels)):
             stage = _Level()
             block_out = ch * mult[level]
             for _ in range(config.num_res_blocks + 1):
-                stage.block.append(ResnetBlock(block_in, block_out, config.dropout))
+                stage.block.append(ResnetBlock(block_in, block_out, config.dropout, config.norm_groups))
                 block_in = block_out
                 if level == levels - 1 and config.use_attention:
-                    stage.attn.append(AttnBlock(block_out))
+                    stage.attn.append(AttnBlock(block_out, config.norm_groups))
             if level != 0:
                 stage.upsample = Upsample(block_out)
             stages.insert(0, stage)
         self.up = nn.ModuleList(stages)
-        self.norm_out = group_norm(block_in)
+        self.norm_out = group_norm(block_in, config.norm_groups)
         self.conv_out = nn.Conv2d(block_in, config.in_channels, kernel_size=3, stride=1, padding=1)
 
     def forward(self, z_BChw: torch.Tensor) -> torch.Tensor:
