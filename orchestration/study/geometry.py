@@ -5,6 +5,8 @@ It takes plain values, not the spec, so the spec's validation can call it."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from var_model.config import VQVAEConfig
 from var_model.errors import ConfigError
 
@@ -15,9 +17,11 @@ def vqvae_config(preset: str, overrides: dict, resolution: int, patch_nums: tupl
     """The tokenizer architecture: the preset, its overrides, the data resolution and scales."""
     base = VQVAEConfig.debug() if preset == "debug" else VQVAEConfig()
     values = base.to_dict()
-    unknown = sorted(set(overrides) - set(values))
+    # the fields, not to_dict's keys: to_dict leaves out a norm_groups at its default
+    allowed = {field.name for field in dataclasses.fields(VQVAEConfig)}
+    unknown = sorted(set(overrides) - allowed)
     if unknown:
-        raise ConfigError(f"tokenizer.overrides: unknown VQVAEConfig field(s) {unknown}; allowed: {sorted(values)}")
+        raise ConfigError(f"tokenizer.overrides: unknown VQVAEConfig field(s) {unknown}; allowed: {sorted(allowed)}")
     values.update(overrides)
     values["image_size"] = resolution
     downsample = 2 ** (len(values["channel_multipliers"]) - 1)

@@ -8,7 +8,7 @@ import yaml
 
 from orchestration.study.loading import load_study, parse_study, spec_to_yaml
 from orchestration.study.trial_config import build_trial_config, plan_study
-from orchestration.study.trials import expand, format_budget
+from orchestration.study.trials import expand, format_budget, tokenizer_config
 from var_model.errors import ConfigError
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -242,3 +242,12 @@ def test_a_list_of_wrong_items_is_reported_once_per_item(tmp_path):
     with pytest.raises(ConfigError) as raised:
         parse_study(changed_mapping(model__depths=[0]), base_directory=str(tmp_path))
     assert str(raised.value) == "model.depths[0]: must be >= 1, got 0"
+
+
+def test_tokenizer_overrides_take_every_vqvae_field_even_one_left_out_of_its_dict():
+    # VQVAEConfig.to_dict leaves out norm_groups at its default (the tokenizer's key is that
+    # dict), so the allowed overrides come from the dataclass's fields
+    spec = load_study(TINY, ["tokenizer.overrides.norm_groups=8"])
+    assert tokenizer_config(spec).norm_groups == 8
+    with pytest.raises(ConfigError, match="norm_groups 12"):
+        load_study(TINY, ["tokenizer.overrides.norm_groups=12"])
