@@ -74,3 +74,13 @@ def failing_for_depth_2(config, callback=None, resume: bool = True) -> TrialResu
     if config.model["depth"] == 2:
         raise ValueError("a bug that fails the same way every time")
     return fake_run_trial(config, callback, resume)
+
+
+def returned_result(key: str) -> dict:
+    """What a trial's Ray task returns, at once (for tests of the launcher's collection)."""
+    return {"key": key, "status": "completed", "metrics": {}, "steps": 2}
+
+
+def sleep_for(seconds: float) -> None:
+    """A task that is still running when a test cancels it."""
+    time.sleep(seconds)

@@ -3,10 +3,10 @@ set its run's status just as the cancel came, are results, not interrupted trial
 finished trial marked failed); the rest are stopped and left resumable, none RUNNING."""
 
 import io
-import time
 from pathlib import Path
 
 import ray
+from fake_trial import returned_result, sleep_for
 
 from analysis import mlflow_schema as schema
 from orchestration.execution.launch_result import INTERRUPTED, NOT_STARTED, LaunchResult
@@ -19,14 +19,6 @@ from orchestration.study.trials import expand
 from orchestration.tracking.study_runs import StudyTracker, git_revision
 
 TINY = str(Path(__file__).parents[1] / "fixtures" / "tiny_study.yaml")
-
-
-def _returned(key: str) -> dict:
-    return {"key": key, "status": "completed", "metrics": {}, "steps": 2}
-
-
-def _sleep(seconds: float) -> None:
-    time.sleep(seconds)
 
 
 def test_interrupt_keeps_returned_and_just_finished_trials_and_stops_the_rest(ray_cluster, tmp_path):
@@ -43,9 +35,12 @@ def test_interrupt_keeps_returned_and_just_finished_trials_and_stops_the_rest(ra
     records.created.update(run_ids)
 
     task = ray.remote(num_cpus=0.25, max_retries=0)
-    returned_ref = task(_returned).remote(returned.key)
+    # Ray's workers get these by value (conftest): a function of this module would go by reference to
+    # `tests.orchestration...`, which a worker cannot import where another package named `tests`
+    # is installed (torch-fidelity 0.4.0 ships one into site-packages).
+    returned_ref = task(returned_result).remote(returned.key)
     ray.wait([returned_ref], timeout=120)  # it has returned; the loop has not collected it yet
-    sleeper = task(_sleep)
+    sleeper = task(sleep_for)
     refs = {returned_ref: returned, sleeper.remote(600): just_finished, sleeper.remote(600): running}
     # the task wrapper sets the status tag before it returns: this one got that far
     tracker.client.set_tag(run_ids[just_finished.key], schema.STATUS_TAG, schema.COMPLETED)
