@@ -28,10 +28,15 @@ from var_model.errors import DataError
 
 def gaussian_statistics(features_ND: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mu (D,), sigma (D, D)) of N feature vectors, the unbiased covariance (N - 1)."""
+    features_ND = _feature_matrix(features_ND)
+    return features_ND.mean(axis=0), np.cov(features_ND, rowvar=False)
+
+
+def _feature_matrix(features_ND) -> np.ndarray:
     features_ND = np.asarray(features_ND, dtype=np.float64)
     if features_ND.ndim != 2 or features_ND.shape[0] < 2:
         raise DataError(f"need at least 2 feature vectors of shape (N, D), got {features_ND.shape}")
-    return features_ND.mean(axis=0), np.cov(features_ND, rowvar=False)
+    return features_ND
 
 
 def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
@@ -48,33 +53,40 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     expected = {"mu1": (dimension,), "mu2": (dimension,), "sigma1": (dimension,) * 2, "sigma2": (dimension,) * 2}
     if shapes != expected:
         raise DataError(f"Fréchet distance needs means (D,) and covariances (D, D) of one D; got {shapes}")
-    if not all(np.isfinite(array).all() for array in (mu1, mu2, sigma1, sigma2)):
-        raise DataError("Fréchet distance got a non-finite mean or covariance (NaN or inf features?)")
+    _check_finite(mu1, mu2, sigma1, sigma2)
     root1 = _symmetric_sqrt(sigma1)
-    middle = root1 @ sigma2 @ root1
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
-    distance = float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
-    return max(distance, 0.0)  # round-off can leave -1e-12 where the two are equal
+    return _distance(mu1, mu2, np.trace(sigma1), sigma2, root1 @ sigma2 @ root1)
 
 
 def frechet_distance_to_features(features_ND: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """frechet_distance(*gaussian_statistics(features_ND), mu2, sigma2), computed without a D x D
     eigendecomposition when N <= D: with X the centred features / sqrt(N - 1) (so S1 = X^T X),
     S1 S2 = X^T (X S2) has the nonzero eigenvalues of the N x N symmetric PSD matrix X S2 X^T."""
-    mu1, sigma1 = gaussian_statistics(features_ND)
-    count, dimension = np.shape(features_ND)
+    features_ND = _feature_matrix(features_ND)
+    count, dimension = features_ND.shape
     if count > dimension:
-        return frechet_distance(mu1, sigma1, mu2, sigma2)
+        return frechet_distance(*gaussian_statistics(features_ND), mu2, sigma2)
+    mu1 = features_ND.mean(axis=0)
     mu2, sigma2 = np.asarray(mu2, np.float64), np.asarray(sigma2, np.float64)
     if mu2.shape != (dimension,) or sigma2.shape != (dimension, dimension):
         raise DataError(
             f"Fréchet distance needs reference statistics of the features' D = {dimension}; got mean {mu2.shape} "
             f"and covariance {sigma2.shape}"
         )
-    if not (np.isfinite(mu2).all() and np.isfinite(sigma2).all()):
+    centred = (features_ND - mu1) / np.sqrt(count - 1)
+    _check_finite(mu1, mu2, centred, sigma2)
+    # Tr(S1) = Tr(X^T X) = the sum of X's squares: S1 itself is never formed
+    return _distance(mu1, mu2, np.sum(centred**2), sigma2, centred @ ((sigma2 + sigma2.T) / 2) @ centred.T)
+
+
+def _check_finite(*arrays: np.ndarray) -> None:
+    if not all(np.isfinite(array).all() for array in arrays):
         raise DataError("Fréchet distance got a non-finite mean or covariance (NaN or inf features?)")
-    centred = (np.asarray(features_ND, np.float64) - mu1) / np.sqrt(count - 1)
-    small = centred @ ((sigma2 + sigma2.T) / 2) @ centred.T
-    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((small + small.T) / 2), 0.0, None)).sum()
-    distance = float(np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
-    return max(distance, 0.0)
+
+
+def _distance(mu1, mu2, trace_sigma1: float, sigma2, psd_product: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + Tr(S1) + Tr(S2) - 2 Tr((S1 S2)^(1/2)), the last from a symmetric PSD
+    matrix with the nonzero eigenvalues of S1 S2 (S1^(1/2) S2 S1^(1/2), or X S2 X^T)."""
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((psd_product + psd_product.T) / 2), 0.0, None)).sum()
+    distance = float(np.sum((mu1 - mu2) ** 2) + trace_sigma1 + np.trace(sigma2) - 2.0 * trace_sqrt)
+    return max(distance, 0.0)  # round-off can leave -1e-12 where the two are equal
